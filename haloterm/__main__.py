@@ -1,0 +1,3 @@
+from haloterm.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""Durations as runbook files write them: ``500ms``, ``30s``, ``5m``, ``1h30m``, ``2d``."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+
+
+def parse_duration(value: object) -> float:
+    """Turn a duration string into seconds.
+
+    Args:
+        value: what the file held. Only strings are accepted: YAML 1.1 reads an
+            unquoted ``1:30`` as the number 90, so a number here is never trusted.
+
+    Returns:
+        The duration in seconds.
+
+    Raises:
+        ValueError: the value is not a string of the form ``<number><unit>...``.
+    """
+    if isinstance(value, bool) or not isinstance(value, str):
+        kind = type(value).__name__
+        raise ValueError(
+            f'must be a duration string like "90s" or "5m", not the {kind} '
+            f"{value!r} (quote it: YAML reads 1:30 as 90)"
+        )
+    text = value.strip().replace(" ", "")
+    if not text or not _WHOLE.fullmatch(text):
+        raise ValueError(
+            f'"{value}" is not a duration; use a number and a unit: '
+            '"500ms", "30s", "5m", "1h", "1h30m", "2d"'
+        )
+    return sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds compactly for people: ``850ms``, ``12.3s``, ``4m05s``, ``2h10m``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"

@@ -1,0 +1,1 @@
+"""haloterm.engine."""

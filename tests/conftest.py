@@ -1,0 +1,28 @@
+"""Fixtures every test gets: private config, data and state dirs, no stray environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_CLEARED = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture(autouse=True)
+def private_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point haloterm's dirs at tmp_path and clear proxies and HALOTERM_* variables."""
+    for key in list(os.environ):
+        if key.startswith("HALOTERM_") or key.lower() in _CLEARED:
+            monkeypatch.delenv(key, raising=False)
+    home = tmp_path / "home"
+    for name in ("config", "data", "state", "cache"):
+        (home / name).mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.setenv("HALOTERM_OPERATOR", "alice")
+    yield
