@@ -208,6 +208,18 @@ class ActionContext(abc.ABC):
         """Open a new ticket linked to this execution and return its id."""
 
     @abc.abstractmethod
+    def notify_consoles(self, text: str, severity: str = "information") -> None:
+        """Show a toast in every open console (masked, never markup)."""
+
+    @abc.abstractmethod
+    def secret(self, name: str) -> str:
+        """The value of a secret from the secrets file or environment (for auth, SMTP).
+
+        Raises:
+            ActionError: no such secret is configured.
+        """
+
+    @abc.abstractmethod
     def now(self) -> datetime:
         """The injected clock's current UTC time."""
 
