@@ -1,0 +1,649 @@
+"""The ``haloterm`` command: the console, plus headless subcommands.
+
+Headless subcommands never import Textual; only the bare ``haloterm`` (the console)
+does. Exit codes: 0 success, 1 a run failed / was cancelled / interrupted or a
+decision was refused, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from haloterm.config import ConfigError, load_settings
+from haloterm.logsetup import LOG_MASKER, setup_logging
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+
+
+class Ctx:
+    """Options shared by every subcommand."""
+
+    def __init__(self, db: Path | None) -> None:
+        self.db = db
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@contextmanager
+def services(ctx: Ctx, *, seed: bool = True) -> Iterator[Any]:
+    """Open the store and engine for a synchronous command, and close them after."""
+    from haloterm.services import Services
+    from haloterm.storage import StoreError
+
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_level)
+        svc = Services.open(ctx.db, settings=settings, seed=seed)
+    except (ConfigError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        yield svc
+    finally:
+        svc.store.close()
+
+
+def run_async(ctx: Ctx, body: Callable[[Any], Awaitable[T]]) -> T:
+    """Open services, start them in a new loop, run ``body(services)``, stop them."""
+    from haloterm.services import Services
+    from haloterm.storage import StoreError
+
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_level)
+        svc = Services.open(ctx.db, settings=settings)
+    except (ConfigError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def main() -> T:
+        await svc.start()
+        try:
+            return await body(svc)
+        finally:
+            await svc.stop()
+
+    return asyncio.run(main())
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+# ----------------------------------------------------------------------- the group
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="HALOTERM_DB",
+    help="The store file (default: haloterm.db under your data dir).",
+)
+@click.version_option(package_name="haloterm")
+@click.pass_context
+def main(click_ctx: click.Context, db: Path | None) -> None:
+    """haloterm: tickets and executable runbooks in your terminal.
+
+    With no command, opens the console.
+    """
+    click_ctx.obj = Ctx(db)
+    if click_ctx.invoked_subcommand is None:
+        open_console(click_ctx.obj)
+
+
+def open_console(ctx: Ctx) -> None:
+    """Open the full-screen console on the store."""
+    try:
+        from haloterm.app import create_app
+    except ImportError as exc:  # pragma: no cover - console not installed
+        raise click.ClickException(f"the console is not available: {exc}") from None
+    from haloterm.services import Services
+    from haloterm.storage import StoreError
+
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_level)
+        svc = Services.open(ctx.db, settings=settings)
+    except (ConfigError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    create_app(svc).run()
+
+
+# ------------------------------------------------------------------------ runbooks
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(paths: tuple[Path, ...]) -> None:
+    """Check runbook files without storing them; print every problem found."""
+    from haloterm.loader import LoadError, load_runbook_file
+    from haloterm.plugins.registry import default_registry
+
+    registry = default_registry()
+    bad = 0
+    for path in _expand(paths):
+        try:
+            runbook, _ = load_runbook_file(path, registry=registry)
+        except LoadError as exc:
+            bad += 1
+            click.echo(str(exc), err=True)
+        except OSError as exc:
+            bad += 1
+            click.echo(f"{path}: {exc.strerror or exc}", err=True)
+        else:
+            click.echo(f"{path}: ok ({runbook.name}, {len(runbook.steps)} steps)")
+    if bad:
+        sys.exit(EXIT_INPUT)
+
+
+@main.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_ctx
+def import_(ctx: Ctx, paths: tuple[Path, ...]) -> None:
+    """Store runbook files; a changed file under an existing name is a new version."""
+    from haloterm.loader import LoadError
+
+    bad = 0
+    with services(ctx) as svc:
+        for path in _expand(paths):
+            try:
+                saved = svc.import_runbook(path)
+            except LoadError as exc:
+                bad += 1
+                click.echo(str(exc), err=True)
+                continue
+            except OSError as exc:
+                bad += 1
+                click.echo(f"{path}: {exc.strerror or exc}", err=True)
+                continue
+            state = "new version" if saved.created else "unchanged"
+            click.echo(f"{saved.name} v{saved.version} ({state})")
+    if bad:
+        sys.exit(EXIT_INPUT)
+
+
+def _expand(paths: tuple[Path, ...]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted([*path.glob("*.yaml"), *path.glob("*.yml")]))
+        else:
+            found.append(path)
+    return found
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def runbooks(ctx: Ctx, as_json: bool) -> None:
+    """List stored runbooks with their latest version and success rate."""
+    with services(ctx) as svc:
+        rows = svc.store.list_runbooks()
+    if as_json:
+        emit_json([r.model_dump(mode="json") for r in rows])
+        return
+    for r in rows:
+        rate = "-" if r.success_rate is None else f"{r.success_rate:.0%}"
+        click.echo(f"{r.name:32} v{r.version:<3} runs {r.runs:<5} ok {rate:>4}  {r.title}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def actions(as_json: bool) -> None:
+    """List the step actions installed, and plug-ins that failed to load."""
+    from haloterm.plugins.registry import default_registry
+
+    registry = default_registry()
+    rows = [{"name": n, "description": registry.get(n).description} for n in registry.names()]
+    broken = [{"name": b.name, "error": b.error} for b in registry.broken]
+    if as_json:
+        emit_json({"actions": rows, "broken": broken})
+        return
+    for row in rows:
+        click.echo(f"{row['name']:12} {row['description']}")
+    for b in broken:
+        click.echo(f"{b['name']:12} BROKEN: {b['error']}", err=True)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: use key=value", param_hint="-p")
+        params[key.strip()] = value
+    return params
+
+
+class RunPrinter:
+    """Prints an execution's step changes and output lines as they happen."""
+
+    def __init__(self, execution_ids: set[int], *, quiet: bool = False) -> None:
+        from haloterm.engine.output import sanitize_for_display, strip_ansi
+
+        self.ids = execution_ids
+        self.quiet = quiet
+        self.clean = sanitize_for_display if sys.stdout.isatty() else strip_ansi
+
+    def __call__(self, event: Any) -> None:
+        from haloterm.engine.events import ExecutionChanged, LogBatch, StepChanged
+
+        if isinstance(event, ExecutionChanged):
+            if event.parent_id in self.ids:
+                self.ids.add(event.execution_id)
+            return
+        if self.quiet or getattr(event, "execution_id", None) not in self.ids:
+            return
+        if isinstance(event, StepChanged):
+            where = f"{event.step_id}@{event.host}" if event.host else event.step_id
+            tail = f": {event.reason}" if event.reason else ""
+            click.echo(f"[{event.execution_id}] {where} {event.status}{tail}")
+        elif isinstance(event, LogBatch):
+            for line in event.lines:
+                where = f"{line.step_id}@{line.host}" if line.host else line.step_id
+                mark = "!" if line.stream == "stderr" else ("*" if line.stream == "info" else "|")
+                click.echo(f"[{line.execution_id}] {where} {mark} {self.clean(line.text)}")
+
+
+def _read_secrets(svc: Any, name: str, given: dict[str, str], interactive: bool) -> None:
+    stored = svc.store.get_runbook(name)
+    if stored is None:
+        return
+    for param_name in sorted(stored.runbook.secret_params):
+        if param_name in given:
+            continue
+        if param_name in svc.engine.secrets:
+            given[param_name] = svc.engine.secrets[param_name]
+        elif interactive and sys.stdin.isatty():
+            given[param_name] = click.prompt(f"{param_name} (secret)", hide_input=True)
+    for param_name in stored.runbook.secret_params:
+        if given.get(param_name):
+            LOG_MASKER.add(given[param_name])
+
+
+@main.command()
+@click.argument("name")
+@click.option("-p", "--param", "pairs", multiple=True, help="A param as key=value.")
+@click.option("--ticket", type=int, help="Run against this ticket.")
+@click.option("--no-wait", is_flag=True, help="Return once the run waits for approval.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final execution as JSON.")
+@pass_ctx
+def run(
+    ctx: Ctx,
+    name: str,
+    pairs: tuple[str, ...],
+    ticket: int | None,
+    no_wait: bool,
+    as_json: bool,
+) -> None:
+    """Run a runbook, printing each step's status and output as it happens.
+
+    Secret params come from -p, HALOTERM_SECRET_<NAME>, the secrets file, or a prompt.
+    """
+    from haloterm.engine import StartError
+    from haloterm.models import ExecutionStatus
+    from haloterm.params import ParamError
+
+    params = _parse_params(pairs)
+
+    async def body(svc: Any) -> int:
+        _read_secrets(svc, name, params, interactive=True)
+        ids: set[int] = set()
+        unsubscribe = svc.engine.bus.subscribe(RunPrinter(ids, quiet=as_json))
+        try:
+            try:
+                execution_id = await svc.engine.start(
+                    name, params, operator=svc.operator, trigger="cli", ticket_id=ticket
+                )
+            except (StartError, ParamError) as exc:
+                click.echo(f"haloterm: {exc}", err=True)
+                return EXIT_INPUT
+            ids.add(execution_id)
+            if not as_json:
+                click.echo(f"execution {execution_id} started ({name})")
+            if no_wait:
+                status = await svc.engine.wait_until(execution_id, {ExecutionStatus.WAITING})
+            else:
+                status = await svc.engine.wait(execution_id)
+        finally:
+            unsubscribe()
+        return await _report(svc, execution_id, status, as_json)
+
+    sys.exit(run_async(ctx, body))
+
+
+async def _report(svc: Any, execution_id: int, status: Any, as_json: bool) -> int:
+    from haloterm.models import ExecutionStatus
+
+    execution = await svc.store.call(svc.store.get_execution, execution_id)
+    if as_json:
+        emit_json(_execution_json(svc, execution, with_logs=False))
+    else:
+        reason = f": {execution.reason}" if execution.reason else ""
+        click.echo(f"execution {execution_id} {execution.status.value}{reason}")
+    ok = {ExecutionStatus.SUCCEEDED, ExecutionStatus.WAITING}
+    return EXIT_OK if status in ok else EXIT_FAILED
+
+
+def _execution_json(svc: Any, execution: Any, *, with_logs: bool) -> dict[str, Any]:
+    data: dict[str, Any] = execution.model_dump(mode="json")
+    data["steps"] = [r.model_dump(mode="json") for r in svc.store.step_runs(execution.id)]
+    if with_logs:
+        data["log"] = [
+            {"seq": ln.seq, "step": ln.step_id, "host": ln.host, "stream": ln.stream, "text": ln.text}
+            for ln in svc.store.get_logs(execution.id, limit=100_000)
+        ]
+    return data
+
+
+@main.command()
+@click.option("--runbook", help="Only this runbook's executions.")
+@click.option("--status", help="Only executions with this status.")
+@click.option("--ticket", type=int, help="Only executions of this ticket.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def executions(
+    ctx: Ctx, runbook: str | None, status: str | None, ticket: int | None, limit: int, as_json: bool
+) -> None:
+    """List executions, newest first."""
+    with services(ctx) as svc:
+        rows = svc.store.list_executions(
+            runbook=runbook, status=status, ticket_id=ticket, limit=limit
+        )
+    if as_json:
+        emit_json([e.model_dump(mode="json") for e in rows])
+        return
+    for e in rows:
+        when = e.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        t = f"ticket {e.ticket_id}" if e.ticket_id else ""
+        click.echo(f"{e.id:>6}  {when}  {e.status.value:<11} {e.runbook:<32} {e.operator:<10} {t}")
+
+
+@main.command()
+@click.argument("execution_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def show(ctx: Ctx, execution_id: int, as_json: bool) -> None:
+    """Show an execution: its steps, their outcomes, and its log."""
+    from haloterm.engine.output import strip_ansi
+
+    with services(ctx) as svc:
+        execution = svc.store.get_execution(execution_id)
+        if execution is None:
+            click.echo(f"haloterm: no execution {execution_id}", err=True)
+            sys.exit(EXIT_INPUT)
+        data = _execution_json(svc, execution, with_logs=True)
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(
+        f"execution {execution.id}: {execution.runbook} v{execution.version} "
+        f"{execution.status.value}" + (f" ({execution.reason})" if execution.reason else "")
+    )
+    click.echo(f"  operator {execution.operator}, trigger {execution.trigger}")
+    if execution.params:
+        click.echo(f"  params {json.dumps(execution.params, ensure_ascii=False)}")
+    for step in data["steps"]:
+        where = f"{step['step_id']}@{step['host']}" if step["host"] else step["step_id"]
+        extra = f" ({step['reason']})" if step["reason"] else ""
+        click.echo(f"  {step['status']:<8} {where}{extra}")
+    click.echo("log:")
+    for line in data["log"]:
+        where = f"{line['step']}@{line['host']}" if line["host"] else line["step"]
+        click.echo(f"  {where} {strip_ansi(line['text'])}")
+
+
+@main.command()
+@click.argument("execution_id", type=int)
+@click.option("--reason", help="Why, for the audit trail.")
+@pass_ctx
+def cancel(ctx: Ctx, execution_id: int, reason: str | None) -> None:
+    """Cancel an execution."""
+    from haloterm.engine import StartError
+
+    async def body(svc: Any) -> int:
+        try:
+            done = await svc.engine.cancel(execution_id, actor=svc.operator, reason=reason)
+        except StartError as exc:
+            click.echo(f"haloterm: {exc}", err=True)
+            return EXIT_INPUT
+        click.echo(f"execution {execution_id} cancelled" if done else "already finished")
+        return EXIT_OK if done else EXIT_FAILED
+
+    sys.exit(run_async(ctx, body))
+
+
+@main.command()
+@click.argument("execution_id", type=int)
+@click.option("--from", "from_step", help="Continue from this step.")
+@pass_ctx
+def resume(ctx: Ctx, execution_id: int, from_step: str | None) -> None:
+    """Continue an interrupted, failed or waiting execution from a step."""
+    sys.exit(run_async(ctx, lambda svc: _continue(svc, execution_id, from_step)))
+
+
+async def _continue(svc: Any, execution_id: int, from_step: str | None) -> int:
+    from haloterm.engine import StartError
+
+    ids = {execution_id}
+    unsubscribe = svc.engine.bus.subscribe(RunPrinter(ids))
+    try:
+        try:
+            await svc.engine.adopt(execution_id, from_step=from_step, actor=svc.operator)
+        except StartError as exc:
+            click.echo(f"haloterm: {exc}", err=True)
+            return EXIT_INPUT
+        status = await svc.engine.wait(execution_id)
+    finally:
+        unsubscribe()
+    return await _report(svc, execution_id, status, False)
+
+
+def _decide(ctx: Ctx, execution_id: int, step: str, decision: str, comment: str | None) -> None:
+    from haloterm.models import ExecutionStatus
+    from haloterm.storage import ApprovalRefused
+
+    async def body(svc: Any) -> int:
+        try:
+            await svc.engine.decide(
+                execution_id, step, actor=svc.operator, decision=decision, comment=comment
+            )
+        except ApprovalRefused as exc:
+            click.echo(f"haloterm: refused: {exc}", err=True)
+            return EXIT_FAILED
+        click.echo(f"{decision} step {step} of execution {execution_id}")
+        execution = await svc.store.call(svc.store.get_execution, execution_id)
+        owned = execution and execution.owner_id and await _owner_alive(svc, execution.owner_id)
+        if execution and execution.status is ExecutionStatus.WAITING and not owned:
+            return await _continue(svc, execution_id, None)
+        return EXIT_OK
+
+    sys.exit(run_async(ctx, body))
+
+
+async def _owner_alive(svc: Any, owner_id: str) -> bool:
+    owners = await svc.store.call(svc.store.live_owner_ids)
+    return owner_id in owners
+
+
+@main.command()
+@click.argument("execution_id", type=int)
+@click.argument("step")
+@click.option("--comment", help="Why, for the audit trail.")
+@pass_ctx
+def approve(ctx: Ctx, execution_id: int, step: str, comment: str | None) -> None:
+    """Approve a waiting step (and continue the run if no process is waiting on it)."""
+    _decide(ctx, execution_id, step, "approved", comment)
+
+
+@main.command()
+@click.argument("execution_id", type=int)
+@click.argument("step")
+@click.option("--comment", required=True, help="Why (required).")
+@pass_ctx
+def reject(ctx: Ctx, execution_id: int, step: str, comment: str) -> None:
+    """Reject a waiting step, with a comment."""
+    _decide(ctx, execution_id, step, "rejected", comment)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def approvals(ctx: Ctx, as_json: bool) -> None:
+    """List steps waiting for approval, oldest first."""
+    with services(ctx) as svc:
+        rows = svc.store.pending_approvals()
+    if as_json:
+        emit_json([a.model_dump(mode="json") for a in rows])
+        return
+    if not rows:
+        click.echo("no approvals waiting")
+    for a in rows:
+        due = a.deadline.strftime("%Y-%m-%d %H:%M:%SZ") if a.deadline else "no deadline"
+        click.echo(
+            f"{a.execution_id:>6} {a.step_id:<24} by {', '.join(a.approvers):<20} "
+            f"due {due}  {a.message}"
+        )
+
+
+# ------------------------------------------------------------------------ tickets
+
+
+@main.group()
+def ticket() -> None:
+    """Create, list and show tickets."""
+
+
+@ticket.command("new")
+@click.option("--title", required=True)
+@click.option(
+    "--priority", type=click.Choice(["P1", "P2", "P3", "P4"]), default="P3", show_default=True
+)
+@click.option(
+    "--type",
+    "type_",
+    type=click.Choice(["incident", "request", "change", "problem", "task", "onboarding"]),
+    default="incident",
+    show_default=True,
+)
+@click.option("--category")
+@click.option("--description", default="")
+@click.option("--field", "fields", multiple=True, help="A field as key=value.")
+@pass_ctx
+def ticket_new(
+    ctx: Ctx,
+    title: str,
+    priority: str,
+    type_: str,
+    category: str | None,
+    description: str,
+    fields: tuple[str, ...],
+) -> None:
+    """Open a ticket; prints its id alone."""
+    values = _parse_params(fields)
+    with services(ctx) as svc:
+        ticket_id = svc.store.create_ticket(
+            title=title,
+            type=type_,
+            priority=priority,
+            category=category,
+            description=description,
+            fields=values,
+            actor=svc.operator,
+        )
+    click.echo(ticket_id)
+
+
+@ticket.command("list")
+@click.option("--filter", "filter_text", default="", help='e.g. "priority:P1 status:open".')
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def ticket_list(ctx: Ctx, filter_text: str, limit: int, as_json: bool) -> None:
+    """List tickets, most recently updated first."""
+    from haloterm.storage import parse_ticket_filter
+
+    query = parse_ticket_filter(filter_text).model_copy(update={"limit": limit})
+    with services(ctx) as svc:
+        page = svc.store.query_tickets(query)
+    if as_json:
+        emit_json([t.model_dump(mode="json") for t in page.rows])
+        return
+    for t in page.rows:
+        click.echo(f"{t.id:>6}  {t.priority}  {t.status:<12} {t.type:<10} {t.title}")
+
+
+@ticket.command("show")
+@click.argument("ticket_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def ticket_show(ctx: Ctx, ticket_id: int, as_json: bool) -> None:
+    """Show a ticket, its history and its executions."""
+    with services(ctx) as svc:
+        t = svc.store.get_ticket(ticket_id)
+        if t is None:
+            click.echo(f"haloterm: no ticket {ticket_id}", err=True)
+            sys.exit(EXIT_INPUT)
+        history = svc.store.ticket_history(ticket_id)
+        runs = svc.store.list_executions(ticket_id=ticket_id)
+    if as_json:
+        data = t.model_dump(mode="json")
+        data["history"] = [h.model_dump(mode="json") for h in history]
+        data["executions"] = [e.model_dump(mode="json") for e in runs]
+        emit_json(data)
+        return
+    click.echo(f"ticket {t.id} [{t.priority}] {t.title}")
+    click.echo(f"  {t.type}, {t.status}" + (f", {t.category}" if t.category else ""))
+    for key, value in t.fields.items():
+        click.echo(f"  {key}: {value}")
+    if t.description:
+        click.echo(f"\n{t.description}\n")
+    for h in history:
+        click.echo(f"  {h.at:%Y-%m-%d %H:%M:%S} {h.actor}: {h.kind} {json.dumps(h.data, ensure_ascii=False)}")
+    for e in runs:
+        click.echo(f"  execution {e.id} {e.runbook} {e.status.value}")
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option("--limit", type=int, default=1000, show_default=True)
+@pass_ctx
+def audit(ctx: Ctx, as_json: bool, as_csv: bool, limit: int) -> None:
+    """Print the audit trail, newest first."""
+    with services(ctx) as svc:
+        rows = svc.store.list_audit(limit=limit)
+    records = [r.model_dump(mode="json") for r in rows]
+    if as_json:
+        emit_json(records)
+        return
+    if as_csv:
+        out = io.StringIO()
+        fields = ["id", "at", "actor", "action", "target_type", "target_id", "origin", "detail"]
+        writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for rec in records:
+            writer.writerow({**rec, "detail": json.dumps(rec.get("detail"), ensure_ascii=False)})
+        click.echo(out.getvalue(), nl=False)
+        return
+    for r in rows:
+        click.echo(f"{r.at:%Y-%m-%d %H:%M:%S} {r.actor:<24} {r.action:<20} {r.target_type} {r.target_id}")

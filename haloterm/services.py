@@ -1,0 +1,161 @@
+"""Everything a front end needs, built once: settings, store, actions and engine.
+
+The console, the headless commands and the tests all build haloterm through
+:meth:`Services.open`, so they run the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from haloterm.config import (
+    Settings,
+    current_operator,
+    db_path,
+    load_secrets,
+    load_settings,
+)
+from haloterm.engine.runner import Engine, utc_now
+from haloterm.loader import load_runbook_file
+from haloterm.logsetup import LOG_MASKER
+from haloterm.plugins.registry import ActionRegistry, default_registry
+from haloterm.storage import SavedVersion, Store
+from haloterm.storage.seed import seed_if_empty
+
+logger = logging.getLogger(__name__)
+
+EXAMPLES = Path(__file__).parent / "examples"
+HEARTBEAT_SECONDS = 2.0
+OWNER_TTL = 10.0
+"""An owner whose heartbeat is older than this is dead; its runs become interrupted."""
+
+
+@dataclass
+class Services:
+    """The parts of a haloterm process, wired together."""
+
+    settings: Settings
+    store: Store
+    registry: ActionRegistry
+    engine: Engine
+    operator: str
+    clock: Callable[[], datetime]
+    owner_id: str
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls,
+        db: Path | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Callable[[], datetime] | None = None,
+        operator: str | None = None,
+        seed: bool = True,
+        registry: ActionRegistry | None = None,
+    ) -> Services:
+        """Open (and on first use create and seed) the store, and build the engine.
+
+        Raises:
+            haloterm.config.ConfigError: the config or secrets file is invalid.
+            haloterm.storage.StoreError: the store cannot be opened.
+        """
+        settings = settings or load_settings()
+        clock = clock or utc_now
+        path = db_path(settings, db)
+        store = Store.open(path, clock=clock)
+        registry = registry or default_registry()
+        if seed:
+            seed_if_empty(store, EXAMPLES, registry=registry)
+        secrets = load_secrets(settings)
+        for value in secrets.values():
+            LOG_MASKER.add(value)
+        owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        engine = Engine(
+            store,
+            registry=registry,
+            settings=settings,
+            clock=clock,
+            owner_id=owner_id,
+            secrets=secrets,
+        )
+        engine.spool_dir = path.parent / "output"
+        engine.spool_dir.mkdir(parents=True, exist_ok=True)
+        interrupted = store.interrupt_dead_owners(OWNER_TTL, actor="haloterm")
+        if interrupted:
+            logger.warning("marked interrupted: executions %s", interrupted)
+        return cls(
+            settings=settings,
+            store=store,
+            registry=registry,
+            engine=engine,
+            operator=operator or current_operator(),
+            clock=clock,
+            owner_id=owner_id,
+        )
+
+    async def start(self) -> None:
+        """Register this process as an owner of runs and keep its heartbeat going."""
+        self.engine.bus.bind(asyncio.get_running_loop())
+        await self.store.call(
+            self.store.register_owner,
+            self.owner_id,
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+            user=self.operator,
+        )
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+
+    async def stop(self) -> None:
+        """Stop owning runs and close the store. Safe to call twice."""
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.engine.shutdown()
+        with contextlib.suppress(Exception):
+            await self.store.call(self.store.remove_owner, self.owner_id)
+        self.store.close()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.store.call(self.store.heartbeat, self.owner_id)
+                await self.store.call(
+                    self.store.interrupt_dead_owners, OWNER_TTL, actor="haloterm"
+                )
+            except Exception:
+                logger.exception("heartbeat failed")
+
+    def import_runbook(self, path: Path) -> SavedVersion:
+        """Load, validate (cycles across the store included) and save a runbook file.
+
+        Raises:
+            haloterm.loader.LoadError: the file does not load; nothing is stored.
+        """
+        from haloterm.loader import LoadError, Problem, find_cycle
+
+        runbook, text = load_runbook_file(path, registry=self.registry)
+
+        def lookup(name: str):  # type: ignore[no-untyped-def]
+            if name == runbook.name:
+                return runbook
+            stored = self.store.get_runbook(name)
+            return stored.runbook if stored else None
+
+        cycle = find_cycle(runbook, lookup, self.registry)
+        if cycle:
+            chain = " → ".join(cycle)
+            raise LoadError([Problem(str(path), 1, 1, "steps", f"cycle: {chain}")])
+        return self.store.save_runbook(runbook, text, author=self.operator)
