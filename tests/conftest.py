@@ -8,6 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import (  # noqa: F401 - loopback server fixtures for every test
+    http_server,
+    http_server_b,
+    https_server,
+    smtp_server,
+    smtp_tls_server,
+    tls_ca,
+)
+
 _CLEARED = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 

@@ -1,0 +1,89 @@
+"""Loopback test servers (HTTP under uvicorn, SMTP under aiosmtpd) and their fixtures.
+
+The fixtures are registered for every test by ``tests/conftest.py``; ask for them by
+name (``def test_x(http_server): ...``). Outside pytest, or for more instances, use
+:func:`serve_http` / :func:`serve_smtp` as context managers.
+
+* ``http_server``, ``http_server_b``: two plain HTTP servers (two origins) running the
+  app described in :mod:`tests.servers.http`; ``server.url("/json")``,
+  ``server.received`` (the webhook sink's records).
+* ``tls_ca``: a CA and a server certificate for 127.0.0.1/localhost in ``tmp_path``.
+* ``https_server``: the same app over TLS with ``tls_ca``'s certificate (not trusted
+  unless the client trusts ``tls_ca.ca_file``, for instance via ``SSL_CERT_FILE``).
+* ``smtp_server``: plain SMTP, no auth; ``server.inbox``.
+* ``smtp_tls_server``: STARTTLS required, ``AUTH`` over TLS for the users in
+  :data:`SMTP_USERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers.http import LoopbackHttpServer, Received, serve_http
+from tests.servers.smtp import LoopbackSmtpServer, ReceivedMail, serve_smtp
+from tests.servers.tls import LoopbackCA, make_test_ca
+
+SMTP_USERS = {"haloterm": "smtp-pw-5up3r"}
+"""Users ``smtp_tls_server`` accepts: name -> password."""
+
+__all__ = [
+    "SMTP_USERS",
+    "LoopbackHttpServer",
+    "LoopbackSmtpServer",
+    "Received",
+    "ReceivedMail",
+    "LoopbackCA",
+    "http_server",
+    "http_server_b",
+    "https_server",
+    "make_test_ca",
+    "serve_http",
+    "serve_smtp",
+    "smtp_server",
+    "smtp_tls_server",
+    "tls_ca",
+]
+
+
+@pytest.fixture
+def http_server() -> Iterator[LoopbackHttpServer]:
+    """A plain HTTP test server on 127.0.0.1."""
+    with serve_http() as server:
+        yield server
+
+
+@pytest.fixture
+def http_server_b() -> Iterator[LoopbackHttpServer]:
+    """A second plain HTTP test server: another origin (another port)."""
+    with serve_http() as server:
+        yield server
+
+
+@pytest.fixture
+def tls_ca(tmp_path: Path) -> LoopbackCA:
+    """A fresh CA and a 127.0.0.1/localhost server certificate it signed."""
+    return make_test_ca(tmp_path / "tls")
+
+
+@pytest.fixture
+def https_server(tls_ca: LoopbackCA) -> Iterator[LoopbackHttpServer]:
+    """The HTTP test app over TLS, with a certificate from ``tls_ca``."""
+    with serve_http(tls=tls_ca) as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[LoopbackSmtpServer]:
+    """A plain SMTP server that records what it accepts."""
+    with serve_smtp() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_tls_server(tls_ca: LoopbackCA) -> Iterator[LoopbackSmtpServer]:
+    """An SMTP server that requires STARTTLS and accepts :data:`SMTP_USERS`."""
+    with serve_smtp(tls=tls_ca, users=SMTP_USERS) as server:
+        yield server
