@@ -1,0 +1,269 @@
+"""Approval requests and decisions, decided by compare-and-set in the store.
+
+Several consoles may answer the same approval within milliseconds; each decision is
+checked and written in one ``BEGIN IMMEDIATE`` transaction, so exactly one decision
+settles a waiting approval and every other caller learns who settled it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from haloterm.storage.clock import from_text, parse_time, to_text
+from haloterm.storage.core import Row, StoreCore, dumps, loads
+from haloterm.storage.errors import ApprovalRefused, NotFoundError
+from haloterm.storage.records import Approval, ApprovalDecision, Decision
+
+logger = logging.getLogger(__name__)
+
+_DECISIONS = ("approved", "rejected", "timed_out")
+
+
+class ApprovalStore(StoreCore):
+    """Approval methods of :class:`haloterm.storage.Store`."""
+
+    def create_approval(
+        self,
+        *,
+        execution_id: int,
+        step_id: str,
+        approvers: list[str],
+        message: str,
+        deadline: datetime | None,
+        min_approvals: int,
+        allow_self_approval: bool,
+        requested_by: str,
+    ) -> None:
+        """Open an approval request (status ``waiting``).
+
+        Requesting again for a step that is still waiting keeps the stored request
+        (and its deadline), so a restarted owner resumes the same wait; a decided
+        request is replaced by a fresh one (a re-run of the step).
+
+        Raises:
+            ValueError: no approvers, or ``min_approvals`` below 1.
+        """
+        if not approvers:
+            raise ValueError("an approval needs at least one approver")
+        if min_approvals < 1:
+            raise ValueError("min_approvals must be at least 1")
+        now = self._now_text()
+        values = (
+            execution_id,
+            step_id,
+            dumps(approvers),
+            message,
+            None if deadline is None else to_text(deadline),
+            min_approvals,
+            int(allow_self_approval),
+            requested_by,
+            now,
+        )
+
+        def insert(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "INSERT INTO approvals (execution_id, step_id, status, approvers,"
+                " message, deadline, min_approvals, allow_self_approval, requested_by,"
+                " requested_at) VALUES (?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (execution_id, step_id) DO UPDATE SET"
+                " status = 'waiting', approvers = excluded.approvers,"
+                " message = excluded.message, deadline = excluded.deadline,"
+                " min_approvals = excluded.min_approvals,"
+                " allow_self_approval = excluded.allow_self_approval,"
+                " requested_by = excluded.requested_by,"
+                " requested_at = excluded.requested_at, decisions = '[]',"
+                " decided_by = NULL, decided_at = NULL, comment = NULL"
+                " WHERE approvals.status != 'waiting'",
+                values,
+            )
+            if cursor.rowcount == 0:
+                return
+            detail = {"step_id": step_id, "approvers": approvers, "message": message}
+            self._audit(
+                conn,
+                requested_by,
+                "approval.request",
+                "execution",
+                execution_id,
+                detail,
+            )
+
+        self.write(insert)
+
+    def get_approval(self, execution_id: int, step_id: str) -> Approval | None:
+        """One approval, or None."""
+        row = self._row(
+            "SELECT * FROM approvals WHERE execution_id = ? AND step_id = ?",
+            (execution_id, step_id),
+        )
+        return None if row is None else _approval(row)
+
+    def pending_approvals(self) -> list[Approval]:
+        """Every waiting approval, oldest request first."""
+        rows = self._rows(
+            "SELECT * FROM approvals WHERE status = 'waiting'"
+            " ORDER BY requested_at, execution_id, step_id"
+        )
+        return [_approval(row) for row in rows]
+
+    def decide_approval(
+        self,
+        execution_id: int,
+        step_id: str,
+        *,
+        actor: str,
+        decision: Decision,
+        comment: str | None = None,
+        roles: Iterable[str] = frozenset(),
+    ) -> Approval:
+        """Record one decision on a waiting approval (compare-and-set).
+
+        Each distinct approver's ``approved`` counts toward ``min_approvals``; the
+        approval is ``approved`` at quorum. One ``rejected`` decides it. A
+        ``timed_out`` decision (from the owner's timer) needs no approver rights.
+
+        Args:
+            execution_id: the execution.
+            step_id: the approval step.
+            actor: who decides.
+            decision: ``approved``, ``rejected`` or ``timed_out``.
+            comment: the approver's words, kept with the decision and the audit.
+            roles: the actor's roles, matched against ``role:<name>`` approvers.
+
+        Returns:
+            The approval after the decision.
+
+        Raises:
+            ApprovalRefused: it is already decided or timed out (naming who and
+                when), the actor may not approve it, or the actor already answered.
+            NotFoundError: there is no such approval.
+        """
+        if decision not in _DECISIONS:
+            raise ValueError(f"unknown decision {decision!r}")
+        role_set = set(roles)
+        now = self.now()
+
+        def decide(conn: sqlite3.Connection) -> Approval:
+            row = conn.execute(
+                "SELECT * FROM approvals WHERE execution_id = ? AND step_id = ?",
+                (execution_id, step_id),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"{self.path}: no approval for step {step_id} of #{execution_id}"
+                )
+            approval = _approval(row)
+            _check_decision(approval, actor, decision, role_set)
+            entry = ApprovalDecision(
+                by=actor, decision=decision, at=now, comment=comment
+            )
+            decided = _settle(approval, entry)
+            _store_decision(conn, decided)
+            detail: dict[str, Any] = {"step_id": step_id, "decision": decision}
+            detail |= {"status": decided.status, "comment": comment}
+            self._audit(
+                conn, actor, f"approval.{decision}", "execution", execution_id, detail
+            )
+            return decided
+
+        result = self.write(decide)
+        logger.info(
+            "approval %s/%s: %s by %s -> %s",
+            execution_id,
+            step_id,
+            decision,
+            actor,
+            result.status,
+        )
+        return result
+
+
+def _check_decision(
+    approval: Approval, actor: str, decision: Decision, roles: set[str]
+) -> None:
+    if approval.status != "waiting":
+        when = approval.decided_at
+        stamp = "" if when is None else f" at {when:%Y-%m-%d %H:%M:%SZ}"
+        if approval.status == "timed_out":
+            reason = f"already timed out{stamp}"
+        else:
+            reason = f"already {approval.status} by {approval.decided_by}{stamp}"
+        raise ApprovalRefused(reason, approval.decided_by, approval.decided_at)
+    if decision == "timed_out":
+        return
+    allowed = actor in approval.approvers or any(
+        f"role:{role}" in approval.approvers for role in roles
+    )
+    if not allowed:
+        raise ApprovalRefused(f"{actor} is not an approver of this step")
+    if actor == approval.requested_by and not approval.allow_self_approval:
+        raise ApprovalRefused(f"{actor} started this run and may not approve it")
+    if any(entry.by == actor for entry in approval.decisions):
+        raise ApprovalRefused(f"{actor} has already answered this approval")
+
+
+def _settle(approval: Approval, entry: ApprovalDecision) -> Approval:
+    decisions = [*approval.decisions, entry]
+    approvals = {d.by for d in decisions if d.decision == "approved"}
+    status = approval.status
+    if entry.decision in ("rejected", "timed_out"):
+        status = entry.decision
+    elif len(approvals) >= approval.min_approvals:
+        status = "approved"
+    settled = status != "waiting"
+    return approval.model_copy(
+        update={
+            "status": status,
+            "decisions": decisions,
+            "decided_by": entry.by if settled else None,
+            "decided_at": entry.at if settled else None,
+            "comment": entry.comment if settled else approval.comment,
+        }
+    )
+
+
+def _store_decision(conn: sqlite3.Connection, approval: Approval) -> None:
+    decisions = [d.model_dump(mode="json") for d in approval.decisions]
+    decided_at = None if approval.decided_at is None else to_text(approval.decided_at)
+    cursor = conn.execute(
+        "UPDATE approvals SET status = ?, decisions = ?, decided_by = ?,"
+        " decided_at = ?, comment = ? WHERE execution_id = ? AND step_id = ?"
+        " AND status = 'waiting'",
+        (
+            approval.status,
+            dumps(decisions),
+            approval.decided_by,
+            decided_at,
+            approval.comment,
+            approval.execution_id,
+            approval.step_id,
+        ),
+    )
+    if cursor.rowcount != 1:
+        # Unreachable: the row was read as waiting in this immediate transaction.
+        raise ApprovalRefused("the approval changed while it was being decided")
+
+
+def _approval(row: Row) -> Approval:
+    return Approval(
+        execution_id=row["execution_id"],
+        step_id=row["step_id"],
+        status=row["status"],
+        approvers=loads(row["approvers"], []),
+        message=row["message"],
+        deadline=from_text(row["deadline"]),
+        min_approvals=row["min_approvals"],
+        allow_self_approval=bool(row["allow_self_approval"]),
+        requested_by=row["requested_by"],
+        requested_at=parse_time(row["requested_at"]),
+        decisions=[
+            ApprovalDecision.model_validate(d) for d in loads(row["decisions"], [])
+        ],
+        decided_by=row["decided_by"],
+        decided_at=from_text(row["decided_at"]),
+        comment=row["comment"],
+    )
