@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from haloterm.models import Runbook, Ticket, TicketMatch, Trigger
+
+if TYPE_CHECKING:
+    from haloterm.engine.templates import Renderer
 
 
 @dataclass(frozen=True)
@@ -84,3 +87,28 @@ def matching_runbooks(
                 found.append(RunbookMatch(runbook, trigger))
                 break
     return found
+
+
+def trigger_params(
+    trigger: Trigger, ticket: Ticket, renderer: Renderer | None = None
+) -> dict[str, Any]:
+    """Render a trigger's ``params`` templates over ``ticket``.
+
+    Args:
+        trigger: the ``on:`` trigger whose params to render.
+        ticket: the ticket the run is for.
+        renderer: a shared renderer, or None for a new one.
+
+    Returns:
+        The params, rendered.
+
+    Raises:
+        haloterm.engine.templates.TemplateError: a template names something undefined
+            or is invalid.
+    """
+    from haloterm.engine.templates import Renderer
+
+    renderer = renderer or Renderer()
+    context = {"ticket": ticket.model_dump(mode="json")}
+    rendered: dict[str, Any] = renderer.render(dict(trigger.params), context).value
+    return rendered

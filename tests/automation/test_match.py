@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from haloterm.automation.match import matching_runbooks, ticket_matches
+import pytest
+
+from haloterm.automation.match import matching_runbooks, ticket_matches, trigger_params
+from haloterm.engine.templates import TemplateError
 from haloterm.models import Runbook, Ticket, TicketMatch
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -68,3 +71,24 @@ def test_matching_runbooks_keeps_order_and_first_trigger() -> None:
     found = matching_runbooks(_ticket(priority="P3", category="disk"), [web, disk])
     assert [m.runbook.name for m in found] == ["restart-web", "disk"]
     assert found[0].trigger.params == {"a": "2"}
+
+
+def test_trigger_params_render_over_the_ticket() -> None:
+    web = _runbook(
+        "restart-web",
+        {
+            "on": "ticket.created",
+            "params": {"host": "{{ ticket.fields.host }}", "why": "{{ ticket.title }}"},
+        },
+    )
+    ticket = _ticket(title="Disk full on [/var] again", fields={"host": "web-01"})
+    params = trigger_params(web.triggers[0], ticket)
+    assert params == {"host": "web-01", "why": "Disk full on [/var] again"}
+
+
+def test_trigger_params_undefined_is_an_error() -> None:
+    web = _runbook(
+        "restart-web", {"on": "ticket.created", "params": {"host": "{{ ticket.nope }}"}}
+    )
+    with pytest.raises(TemplateError):
+        trigger_params(web.triggers[0], _ticket())

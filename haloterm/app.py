@@ -1,0 +1,249 @@
+"""The Textual app: wires the services, forwards engine events, pushes the main screen.
+
+Engine events enter the UI here and only here: :meth:`HalotermApp.on_bus_event` turns
+notices into toasts, keeps the waiting-approvals count, and hands every event to each
+screen on the stack that defines ``on_engine_event(event)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from textual import events, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from haloterm.engine.events import (
+    ApprovalChanged,
+    Event,
+    Notice,
+)
+from haloterm.logsetup import setup_logging
+
+if TYPE_CHECKING:
+    from haloterm.services import Services
+
+logger = logging.getLogger(__name__)
+
+MIN_WIDTH = 60
+MIN_HEIGHT = 16
+_SEVERITIES = ("information", "warning", "error")
+Severity = Literal["information", "warning", "error"]
+
+
+def close_log_file() -> None:
+    """Remove and close the log file handlers :func:`setup_logging` installed."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_haloterm", False):
+            root.removeHandler(handler)
+            handler.close()
+
+
+class HalotermApp(App[None]):
+    """The haloterm console."""
+
+    CSS_PATH = "haloterm.tcss"
+    TITLE = "haloterm"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding(
+            "question_mark",
+            "help",
+            "Help",
+            id="help",
+            tooltip="Keys of the current screen",
+        ),
+        Binding(
+            "a",
+            "approvals",
+            "Approvals",
+            id="approvals",
+            tooltip="Steps waiting for a decision, in every run",
+        ),
+        Binding(
+            "h", "history", "History", id="history", tooltip="Past runs and the audit"
+        ),
+        Binding("q", "quit_console", "Quit", id="quit", tooltip="Leave the console"),
+    ]
+    """Keys that work on every screen."""
+
+    waiting_approvals: reactive[int] = reactive(0, init=False)
+    """How many approvals wait for a decision, across every run and console."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__()
+        self.services = services
+        self.clock: Callable[[], datetime] = clock or services.clock
+        self._unsubscribe: Callable[[], None] | None = None
+
+    @property
+    def operator(self) -> str:
+        return self.services.operator
+
+    async def on_mount(self) -> None:
+        setup_logging(self.services.settings.log_level)
+        await self.services.start()
+        self._unsubscribe = self.services.engine.bus.subscribe(self.on_bus_event)
+        self.sub_title = self.operator
+        from haloterm.screens.main import MainScreen
+
+        await self.push_screen(MainScreen())
+        self._check_size(self.size.width, self.size.height)
+        self.count_waiting_approvals()
+
+    async def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        try:
+            await self.services.stop()
+        finally:
+            close_log_file()
+
+    # ------------------------------------------------------------------ events
+
+    def on_bus_event(self, event: Event) -> None:
+        """Take one engine event (in the app's loop) and fan it out to the screens."""
+        if isinstance(event, Notice):
+            severity: Severity = "information"
+            if event.severity in _SEVERITIES:
+                severity = event.severity  # type: ignore[assignment]
+            self.notify(
+                event.text, title=event.title or "", severity=severity, markup=False
+            )
+        elif isinstance(event, ApprovalChanged):
+            self.count_waiting_approvals()
+        for screen in list(self.screen_stack):
+            handler = getattr(screen, "on_engine_event", None)
+            if handler is None:
+                continue
+            try:
+                handler(event)
+            except Exception:
+                logger.exception("screen %s failed on %s", screen, event)
+
+    @work(thread=True, exclusive=True, group="approvals-count", exit_on_error=False)
+    def count_waiting_approvals(self) -> None:
+        count = len(self.services.store.pending_approvals())
+        self.call_from_thread(setattr, self, "waiting_approvals", count)
+
+    def watch_waiting_approvals(self, count: int) -> None:
+        waiting = f" · {count} approval{'s' if count != 1 else ''} waiting"
+        self.sub_title = self.operator + (waiting if count else "")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Turn a failed background job into a notification."""
+        if event.state is not WorkerState.ERROR:
+            return
+        error = event.worker.error
+        logger.error("background job %s failed", event.worker.name, exc_info=error)
+        self.notify(
+            f"{event.worker.name or 'background job'} failed: {error}",
+            title="Error",
+            severity="error",
+            markup=False,
+        )
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size.width, event.size.height)
+
+    def _check_size(self, width: int, height: int) -> None:
+        from haloterm.screens.too_small import TooSmallScreen
+
+        small = width < MIN_WIDTH or height < MIN_HEIGHT
+        showing = isinstance(self.screen, TooSmallScreen)
+        if small and not showing:
+            self.push_screen(TooSmallScreen())
+        elif showing:
+            screen = self.screen
+            assert isinstance(screen, TooSmallScreen)
+            if small:
+                screen.show_size(width, height)
+            else:
+                self.pop_screen()
+
+    # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        from haloterm.screens.too_small import TooSmallScreen
+
+        if isinstance(self.screen, TooSmallScreen):
+            return action in ("quit_console", "quit")
+        return True
+
+    def action_help(self) -> None:
+        """Show the keys of the current screen."""
+        from haloterm.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_approvals(self) -> None:
+        """Open the queue of waiting approvals."""
+        from haloterm.screens.approvals import ApprovalsScreen
+
+        if not isinstance(self.screen, ApprovalsScreen):
+            self.push_screen(ApprovalsScreen())
+
+    def action_history(self) -> None:
+        """Open the history of runs."""
+        from haloterm.screens.history import HistoryScreen
+
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen())
+
+    def action_quit_console(self) -> None:
+        """Quit, asking first when runs started here are still going."""
+        from haloterm.screens.dialogs import ConfirmScreen
+
+        active = len(self.services.engine.active)
+        if not active:
+            self.exit()
+            return
+        runs = f"{active} run{'s' if active != 1 else ''}"
+        question = (
+            f"{runs} started in this console {'are' if active != 1 else 'is'} still "
+            "going. Quitting stops this console owning them: they will show as "
+            "interrupted and can be resumed from another console. Quit anyway?"
+        )
+
+        def decided(quit_anyway: bool | None) -> None:
+            if quit_anyway:
+                self.exit()
+
+        self.push_screen(ConfirmScreen(question, confirm="Quit"), decided)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":
+                yield command
+        yield SystemCommand(
+            "Approvals", "Steps waiting for a decision", self.action_approvals
+        )
+        yield SystemCommand("History", "Past runs and the audit", self.action_history)
+        yield SystemCommand("Help", "Keys of the current screen", self.action_help)
+        yield SystemCommand(
+            "Quit haloterm", "Leave the console", self.action_quit_console
+        )
+        commands = getattr(screen, "screen_commands", None)
+        if commands is not None:
+            yield from commands()
+
+
+def create_app(
+    services: Services, *, clock: Callable[[], datetime] | None = None
+) -> HalotermApp:
+    """Build the console around ready services; the CLI and the tests both use this."""
+    return HalotermApp(services, clock=clock)

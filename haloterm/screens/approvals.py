@@ -1,0 +1,294 @@
+"""The approvals queue: every waiting approval of every run, oldest first."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label, Static
+
+from haloterm.engine.events import ApprovalChanged, Event
+from haloterm.screens.dialogs import CommentScreen
+from haloterm.storage import Approval, ApprovalRefused
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from haloterm.app import HalotermApp
+    from haloterm.models import Execution
+
+logger = logging.getLogger(__name__)
+
+Decision = Literal["approved", "rejected"]
+
+
+@dataclass
+class Waiting:
+    """One waiting approval with the run it belongs to."""
+
+    approval: Approval
+    execution: Execution | None
+
+
+def countdown(deadline: datetime | None, now: datetime) -> str:
+    """Time left until a deadline: ``14m05s``, ``1h02m``, ``overdue``, ``no limit``."""
+    if deadline is None:
+        return "no limit"
+    seconds = int((deadline - now).total_seconds())
+    if seconds <= 0:
+        return "overdue"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def may_decide(approval: Approval, user: str, roles: set[str]) -> tuple[bool, str]:
+    """Whether a user may decide an approval, and why not when they may not.
+
+    Args:
+        approval: the waiting approval.
+        user: the operator.
+        roles: the operator's roles.
+
+    Returns:
+        ``(True, "")`` or ``(False, reason)`` naming who can decide instead.
+    """
+    listed = user in approval.approvers or any(
+        entry.removeprefix("role:") in roles
+        for entry in approval.approvers
+        if entry.startswith("role:")
+    )
+    others = ", ".join(approval.approvers)
+    if not listed:
+        return False, f"only {others} can decide"
+    if approval.requested_by == user and not approval.allow_self_approval:
+        return False, f"you started this run; {others} must decide"
+    if any(d.by == user for d in approval.decisions):
+        return False, "you have decided already"
+    return True, ""
+
+
+class ApprovalsScreen(Screen[None]):
+    """Waiting approvals with a live countdown; ``y`` approves, ``n`` rejects."""
+
+    CSS_PATH = "approvals.tcss"
+    SCREEN_TITLE = "Approvals"
+    HELP = (
+        "Every approval waiting in any run, oldest first. y approves and n rejects "
+        "the selected one (a comment is asked for; required to reject)."
+    )
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="back"),
+        Binding("y", "decide('approved')", "Approve", id="approve"),
+        Binding("n", "decide('rejected')", "Reject", id="reject"),
+        Binding("enter", "open_run", "Open run", id="open-run"),
+    ]
+
+    app: HalotermApp  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Waiting] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="approvals-body"):
+            yield Label("Waiting approvals", id="approvals-title")
+            yield DataTable(id="approvals", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="approval-detail", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("Left", key="left", width=9)
+        table.add_column("Runbook", key="runbook")
+        table.add_column("Step", key="step")
+        table.add_column("Run", key="run")
+        table.add_column("Asked by", key="by")
+        table.add_column("You", key="you")
+        table.focus()
+        self.load_approvals()
+        self.set_interval(1.0, self._tick)
+
+    # ------------------------------------------------------------------ loading
+
+    @work(thread=True, exclusive=True, group="approvals", exit_on_error=False)
+    def load_approvals(self) -> None:
+        """Read the waiting approvals and their runs in a thread."""
+        store = self.app.services.store
+        found = [
+            Waiting(approval, store.get_execution(approval.execution_id))
+            for approval in store.pending_approvals()
+        ]
+        self.app.call_from_thread(self._show, found)
+
+    def _show(self, waiting: list[Waiting]) -> None:
+        table = self.query_one(DataTable)
+        keep = table.cursor_row
+        self.waiting = waiting
+        table.clear()
+        now = self.app.clock()
+        roles = self.app.services.settings.roles_of(self.app.operator)
+        for item in waiting:
+            approval = item.approval
+            allowed, _ = may_decide(approval, self.app.operator, roles)
+            runbook = item.execution.runbook if item.execution else "?"
+            table.add_row(
+                Text(countdown(approval.deadline, now)),
+                Text(runbook),
+                Text(approval.step_id),
+                Text(f"#{approval.execution_id}"),
+                Text(approval.requested_by),
+                Text("✔ may decide" if allowed else "✘ not you"),
+                key=f"{approval.execution_id}/{approval.step_id}",
+            )
+        title = f"Waiting approvals: {len(waiting)}" if waiting else "Nothing waits."
+        self.query_one("#approvals-title", Label).update(title)
+        if waiting:
+            table.move_cursor(row=min(keep, len(waiting) - 1), animate=False)
+        self._show_detail()
+
+    def _tick(self) -> None:
+        table = self.query_one(DataTable)
+        now = self.app.clock()
+        for item in self.waiting:
+            key = f"{item.approval.execution_id}/{item.approval.step_id}"
+            table.update_cell(key, "left", Text(countdown(item.approval.deadline, now)))
+
+    # ------------------------------------------------------------------ detail
+
+    @property
+    def selected(self) -> Waiting | None:
+        if not self.waiting:
+            return None
+        row = self.query_one(DataTable).cursor_row
+        return self.waiting[min(row, len(self.waiting) - 1)]
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        detail = self.query_one("#approval-detail", Static)
+        item = self.selected
+        if item is None:
+            detail.update("")
+            return
+        detail.update(self._detail(item))
+
+    def _detail(self, item: Waiting) -> Text:
+        approval = item.approval
+        roles = self.app.services.settings.roles_of(self.app.operator)
+        allowed, why_not = may_decide(approval, self.app.operator, roles)
+        text = Text()
+        runbook = item.execution.runbook if item.execution else "?"
+        text.append(
+            f"{runbook} #{approval.execution_id} · {approval.step_id}\n", "bold"
+        )
+        text.append(approval.message or "(no message)")
+        text.append("\n\nApprovers: ", style="bold")
+        text.append(", ".join(approval.approvers))
+        needed = approval.min_approvals - len(approval.decisions)
+        if approval.min_approvals > 1:
+            text.append(f"  ({needed} more of {approval.min_approvals} needed)")
+        text.append("\nAsked by: ", style="bold")
+        text.append(approval.requested_by)
+        if approval.deadline is not None:
+            text.append("\nDeadline: ", style="bold")
+            text.append(f"{approval.deadline:%Y-%m-%d %H:%M:%S}Z")
+        text.append("\n")
+        if allowed:
+            text.append("You may decide: y approve, n reject.", style="bold")
+        else:
+            text.append(f"You may not decide: {why_not}.", style="italic")
+        return text
+
+    # ------------------------------------------------------------------ live
+
+    def on_engine_event(self, event: Event) -> None:
+        """Re-read the queue when an approval changes (called by the app)."""
+        if isinstance(event, ApprovalChanged):
+            self.load_approvals()
+
+    # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("decide", "open_run"):
+            return self.selected is not None or None
+        return True
+
+    def action_decide(self, decision: Decision) -> None:
+        """Approve or reject the selected approval, after asking for a comment."""
+        item = self.selected
+        if item is None:
+            return
+        approval = item.approval
+        verb = "Approve" if decision == "approved" else "Reject"
+        prompt = CommentScreen(
+            f"{verb} {approval.step_id} of run #{approval.execution_id}",
+            detail=approval.message,
+            required=decision == "rejected",
+        )
+
+        def send(comment: str | None) -> None:
+            if comment is not None:
+                self.send_decision(approval, decision, comment or None)
+
+        self.app.push_screen(prompt, send)
+
+    @work(exclusive=True, group="decide", exit_on_error=False)
+    async def send_decision(
+        self, approval: Approval, decision: Decision, comment: str | None
+    ) -> None:
+        """Hand the decision to the engine; a refusal is shown with its reason."""
+        try:
+            await self.app.services.engine.decide(
+                approval.execution_id,
+                approval.step_id,
+                actor=self.app.operator,
+                decision=decision,
+                comment=comment,
+            )
+        except ApprovalRefused as exc:
+            self.notify(
+                exc.reason, title="Not recorded", severity="error", markup=False
+            )
+        else:
+            word = "Approved" if decision == "approved" else "Rejected"
+            self.notify(
+                f"{word} {approval.step_id} of run #{approval.execution_id}.",
+                markup=False,
+            )
+        self.load_approvals()
+
+    def action_open_run(self) -> None:
+        """Open the selected approval's run."""
+        from haloterm.screens.run import RunScreen
+
+        item = self.selected
+        if item is not None:
+            self.app.push_screen(RunScreen(item.approval.execution_id))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open_run()
+
+    def screen_commands(self) -> Iterable[SystemCommand]:
+        """Commands of this screen for the command palette."""
+        yield SystemCommand(
+            "Approve",
+            "Approve the selected step",
+            lambda: self.action_decide("approved"),
+        )
+        yield SystemCommand(
+            "Reject", "Reject the selected step", lambda: self.action_decide("rejected")
+        )

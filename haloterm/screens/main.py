@@ -1,0 +1,248 @@
+"""The main screen: the ticket list and the runbook list, live."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label
+
+from haloterm.engine.events import Event, ExecutionChanged, TicketChanged
+from haloterm.storage import TicketQuery, parse_ticket_filter
+from haloterm.widgets.filter_bar import FilterBar
+from haloterm.widgets.runbook_list import RunbookList
+from haloterm.widgets.ticket_table import PAGE_SIZE, TicketTable
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from haloterm.app import HalotermApp
+    from haloterm.models import Execution, Ticket
+
+SORTS = ("updated_at", "created_at", "priority", "id")
+_SORT_NAMES = {
+    "updated_at": "last update",
+    "created_at": "created",
+    "priority": "priority",
+    "id": "number",
+}
+OPEN_STATUSES = ["open", "acknowledged", "in_progress"]
+
+
+class MainScreen(Screen[None]):
+    """Tickets above, runbooks below; Tab moves between them."""
+
+    CSS_PATH = "main.tcss"
+    SCREEN_TITLE = "Tickets and runbooks"
+    HELP = (
+        "Enter opens the ticket or runbook under the cursor. End and Home jump to the "
+        "last and first ticket; the list is read from the store a page at a time."
+    )
+    BINDINGS = [
+        Binding("p", "newest_p1", "Newest P1", id="newest-p1", tooltip="Open it"),
+        Binding("slash", "filter", "Filter", id="filter", tooltip="priority:P1 text"),
+        Binding("s", "cycle_sort", "Sort", id="sort", tooltip="Next sort column"),
+        Binding("S", "reverse_sort", "Reverse", id="reverse-sort", show=False),
+        Binding("r", "run_runbook", "Run", id="start-run", tooltip="Run the runbook"),
+    ]
+
+    app: HalotermApp  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._data_version: int | None = None
+
+    def compose(self) -> ComposeResult:
+        store = self.app.services.store
+        yield Header()
+        with Vertical(id="tickets-pane"):
+            yield Label("Tickets", id="tickets-title")
+            yield FilterBar(id="filter-bar")
+            yield TicketTable(store, self.app.clock, id="tickets")
+        with Vertical(id="runbooks-pane"):
+            yield Label("Runbooks  (Enter view, r run)", id="runbooks-title")
+            yield RunbookList(store, id="runbooks")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(TicketTable).focus()
+        self.set_interval(1.0, self.check_store_version)
+
+    @property
+    def tickets(self) -> TicketTable:
+        return self.query_one(TicketTable)
+
+    @property
+    def runbooks(self) -> RunbookList:
+        return self.query_one(RunbookList)
+
+    # ------------------------------------------------------------------ display
+
+    def on_ticket_table_page_shown(self, event: TicketTable.PageShown) -> None:
+        query = self.tickets.ticket_query
+        arrow = "▼" if query.descending else "▲"
+        shown = "no tickets"
+        if event.count:
+            last = event.start + event.count
+            shown = f"{event.start + 1:,}-{last:,} of {event.total:,}"
+        sort = f"by {_SORT_NAMES[query.sort]} {arrow}"
+        text = f"Tickets  {shown}  {sort}"
+        if self.tickets.filter_text:
+            text += f"  filter: {self.tickets.filter_text}"
+        self.query_one("#tickets-title", Label).update(text)
+
+    # ------------------------------------------------------------------ live
+
+    def on_engine_event(self, event: Event) -> None:
+        """Refresh the rows an engine event touches (called by the app)."""
+        if isinstance(event, TicketChanged):
+            self.refresh_ticket(event.ticket_id, event.kind)
+        elif isinstance(event, ExecutionChanged):
+            if event.ticket_id is not None and self.tickets.has_ticket(event.ticket_id):
+                self.refresh_run(event.execution_id)
+            if event.status in ("succeeded", "failed", "cancelled", "interrupted"):
+                self.runbooks.reload()
+
+    @work(thread=True, group="ticket-row", exit_on_error=False)
+    def refresh_ticket(self, ticket_id: int, kind: str) -> None:
+        """Redraw one changed ticket's row, or re-read the page for a new one."""
+        ticket = self.app.services.store.get_ticket(ticket_id)
+        self.app.call_from_thread(self._ticket_changed, ticket, kind)
+
+    def _ticket_changed(self, ticket: Ticket | None, kind: str) -> None:
+        if ticket is not None and self.tickets.update_ticket(ticket):
+            return
+        if kind == "created":
+            self.tickets.load("reload")
+
+    @work(thread=True, group="ticket-row", exit_on_error=False)
+    def refresh_run(self, execution_id: int) -> None:
+        """Read one changed run and show its status on its ticket's row."""
+        run = self.app.services.store.get_execution(execution_id)
+        if run is not None:
+            self.app.call_from_thread(self._run_changed, run)
+
+    def _run_changed(self, run: Execution) -> None:
+        if run.ticket_id is not None:
+            self.tickets.update_run(run.ticket_id, run)
+
+    @work(thread=True, exclusive=True, group="store-version", exit_on_error=False)
+    def check_store_version(self) -> None:
+        """Notice commits made by other processes and re-read the visible page."""
+        version = self.app.services.store.data_version()
+        previous, self._data_version = self._data_version, version
+        if previous is not None and version != previous:
+            self.app.call_from_thread(self._store_changed)
+
+    def _store_changed(self) -> None:
+        self.tickets.load("reload", cursor_row=self.tickets.cursor_row)
+        self.runbooks.reload()
+
+    # ------------------------------------------------------------------ actions
+
+    def on_ticket_table_ticket_selected(
+        self, event: TicketTable.TicketSelected
+    ) -> None:
+        self.open_ticket(event.ticket_id)
+
+    def on_runbook_list_runbook_chosen(self, event: RunbookList.RunbookChosen) -> None:
+        from haloterm.screens.runbook import RunbookScreen
+
+        self.app.push_screen(RunbookScreen(event.runbook))
+
+    def open_ticket(self, ticket_id: int) -> None:
+        from haloterm.screens.ticket import TicketScreen
+
+        self.app.push_screen(TicketScreen(ticket_id))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "run_runbook":
+            return self.focused is self.runbooks or None
+        if action in ("cycle_sort", "reverse_sort", "newest_p1"):
+            return not isinstance(self.focused, FilterBar)
+        return True
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    def action_run_runbook(self) -> None:
+        """Open the run form for the selected runbook."""
+        from haloterm.screens.run_form import RunForm
+
+        name = self.runbooks.selected_name
+        if name is not None:
+            self.app.push_screen(RunForm(name))
+
+    def action_filter(self) -> None:
+        """Open the filter bar."""
+        self.query_one(FilterBar).open()
+
+    def on_filter_bar_applied(self, event: FilterBar.Applied) -> None:
+        try:
+            parsed = parse_ticket_filter(event.text)
+        except ValueError as exc:
+            self.notify(str(exc), title="Filter", severity="error", markup=False)
+            return
+        current = self.tickets.ticket_query
+        self.tickets.filter_text = event.text.strip()
+        self.tickets.ticket_query = parsed.model_copy(
+            update={
+                "sort": current.sort,
+                "descending": current.descending,
+                "limit": PAGE_SIZE,
+            }
+        )
+        self.tickets.focus()
+
+    def on_filter_bar_cleared(self) -> None:
+        current = self.tickets.ticket_query
+        self.tickets.filter_text = ""
+        self.tickets.ticket_query = TicketQuery(
+            sort=current.sort, descending=current.descending, limit=PAGE_SIZE
+        )
+        self.tickets.focus()
+
+    def action_cycle_sort(self) -> None:
+        """Sort the tickets by the next column."""
+        current = self.tickets.ticket_query
+        sort = SORTS[(SORTS.index(current.sort) + 1) % len(SORTS)]
+        self.tickets.ticket_query = current.model_copy(
+            update={"sort": sort, "descending": True}
+        )
+
+    def action_reverse_sort(self) -> None:
+        """Reverse the ticket order."""
+        current = self.tickets.ticket_query
+        self.tickets.ticket_query = current.model_copy(
+            update={"descending": not current.descending}
+        )
+
+    def action_newest_p1(self) -> None:
+        """Open the newest P1 ticket that is not resolved."""
+        self.find_newest_p1()
+
+    @work(thread=True, exclusive=True, group="newest-p1", exit_on_error=False)
+    def find_newest_p1(self) -> None:
+        query = TicketQuery(
+            priority=["P1"], status=OPEN_STATUSES, sort="created_at", limit=1
+        )
+        rows = self.app.services.store.query_tickets(query).rows
+        if rows:
+            self.app.call_from_thread(self.open_ticket, rows[0].id)
+        else:
+            self.app.call_from_thread(self.notify, "No open P1 ticket.")
+
+    def screen_commands(self) -> Iterable[SystemCommand]:
+        """Commands of this screen for the command palette."""
+        yield SystemCommand(
+            "Newest P1", "Open the newest open P1", self.action_newest_p1
+        )
+        yield SystemCommand("Filter tickets", "Filter the list", self.action_filter)
+        yield SystemCommand("Sort tickets", "Next sort column", self.action_cycle_sort)
+        yield SystemCommand(
+            "Reverse ticket order", "Flip the sort", self.action_reverse_sort
+        )
