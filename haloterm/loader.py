@@ -63,7 +63,7 @@ from haloterm.engine.templates import (
     template_references,
     template_roots,
 )
-from haloterm.models import Param, Runbook, RunRunbook
+from haloterm.models import STEP_ID, Param, Runbook, RunRunbook
 from haloterm.params import coerce_param
 
 if TYPE_CHECKING:
@@ -177,6 +177,8 @@ class _Document:
         self._open: set[str] = set()
         self._nodes = 0
         self._seen_root = False
+        self.complete = False
+        """Whether the whole text was read (no syntax error, nothing refused)."""
 
     # -------------------------------------------------------------- problems
 
@@ -202,17 +204,21 @@ class _Document:
         try:
             for event in YAML(typ="rt").parse(text):
                 self._event(event)
+            self.complete = True
         except _Stop:
             pass
         except MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
             parts = [p for p in (exc.context, exc.problem) if p]
-            self.problem(where, (), "YAML syntax: " + ", ".join(parts))
+            hint = " (indent with spaces, not tabs)" if "\\t" in str(exc.problem) else ""
+            self.problem(where, (), "YAML syntax: " + ", ".join(parts) + hint)
         except ReaderError as exc:
             before = text[: exc.position]
             where = (before.count("\n") + 1, len(before) - before.rfind("\n"))
-            self.problem(where, (), f"unreadable character {exc.character!r}")
+            char = exc.character
+            code = char if isinstance(char, int) else ord(str(char)[:1] or " ")
+            self.problem(where, (), f"the character U+{code:04X} is not allowed")
         except YAMLError as exc:
             self.problem((1, 1), (), f"YAML error: {exc}")
         if not self._seen_root and not self.problems:
@@ -269,7 +275,8 @@ class _Document:
         expected = {"int": int, "float": float, "bool": bool, "null": type(None)}
         if kind in expected and type(value) is expected[kind]:
             return value, _Slot(mark)
-        self.problem(mark, self._loc(), f"unsupported tag `{tag}` on {text!r}")
+        shown = "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+        self.problem(mark, self._loc(), f"unsupported tag `{shown}` on {text!r}")
         return text, _Slot(mark)
 
     def _alias(self, anchor: str, mark: Mark) -> None:
@@ -527,7 +534,7 @@ class _Checker:
             loc = base + tuple(err["loc"])
             depth = self._depth(loc)
             is_missing = err["type"] == "missing" and depth == len(loc) - 1
-            if depth == len(loc) or is_missing:
+            if depth < len(base) or depth == len(loc) or is_missing:
                 self._error(loc, err, base, model, skip_templated)
                 continue
             rest = loc[:depth] + loc[depth + 1 :]
@@ -595,6 +602,9 @@ class _Checker:
         kind = err["type"]
         depth = self._depth(loc)
         _, value, slot = self.doc.locate(loc[:depth])
+        if depth >= len(base):
+            # Union member names in a nested ``loc`` are not fields: drop them.
+            loc = loc[:depth] + (loc[-1:] if kind == "missing" else ())
         if (
             skip_templated
             and kind not in _SHAPE_ERRORS
@@ -616,7 +626,11 @@ class _Checker:
                     f"must be a string, but the unquoted `{slot.plain}` is read as "
                     f"{_describe(value)}{how}: quote it"
                 )
-            elif slot.ambiguous and slot.plain not in message:
+            elif (
+                slot.ambiguous
+                and kind != "extra_forbidden"
+                and (slot.plain not in message)
+            ):
                 message += f" (the unquoted `{slot.plain}` is read as {value!r})"
         self.add(loc, message, key=kind == "extra_forbidden")
 
@@ -659,7 +673,7 @@ class _Checker:
         on_failure = step.get("on_failure")
         if isinstance(on_failure, dict) and isinstance(on_failure.get("goto"), str):
             target = on_failure["goto"]
-            if target not in ids:
+            if target not in ids and STEP_ID.fullmatch(target):
                 self.add(
                     (*here, "on_failure", "goto"),
                     f"`{target}` is not a step of this runbook"
@@ -895,7 +909,7 @@ def load_runbook_text(
             (),
             "the top level must be a mapping of runbook fields (name, steps, ...)",
         )
-    elif isinstance(doc.data, dict):
+    elif isinstance(doc.data, dict) and doc.complete:
         runbook = _Checker(doc, registry, Renderer()).run()
         if runbook is not None:
             _self_reference(doc, runbook, registry)
