@@ -11,7 +11,10 @@ import pytest
 from tests.servers import (  # noqa: F401 - loopback server fixtures for every test
     http_server,
     http_server_b,
+    http_server_b_session,
+    http_server_session,
     https_server,
+    https_server_session,
     smtp_server,
     smtp_tls_server,
     tls_ca,

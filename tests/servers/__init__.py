@@ -1,13 +1,14 @@
 """Loopback test servers (HTTP under uvicorn, SMTP under aiosmtpd) and their fixtures.
 
 The fixtures are registered for every test by ``tests/conftest.py``; ask for them by
-name (``def test_x(http_server): ...``). Outside pytest, or for more instances, use
-:func:`serve_http` / :func:`serve_smtp` as context managers.
+name (``def test_x(http_server): ...``). The HTTP servers are shared by the whole
+session: each test gets them with an empty webhook sink. Outside pytest, or for more
+instances, use :func:`serve_http` / :func:`serve_smtp` as context managers.
 
 * ``http_server``, ``http_server_b``: two plain HTTP servers (two origins) running the
   app described in :mod:`tests.servers.http`; ``server.url("/json")``,
   ``server.received`` (the webhook sink's records).
-* ``tls_ca``: a CA and a server certificate for 127.0.0.1/localhost in ``tmp_path``.
+* ``tls_ca``: a CA and a server certificate for 127.0.0.1/localhost (one per session).
 * ``https_server``: the same app over TLS with ``tls_ca``'s certificate (not trusted
   unless the client trusts ``tls_ca.ca_file``, for instance via ``SSL_CERT_FILE``).
 * ``smtp_server``: plain SMTP, no auth; ``server.inbox``.
@@ -18,7 +19,6 @@ name (``def test_x(http_server): ...``). Outside pytest, or for more instances, 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -38,7 +38,10 @@ __all__ = [
     "LoopbackCA",
     "http_server",
     "http_server_b",
+    "http_server_b_session",
+    "http_server_session",
     "https_server",
+    "https_server_session",
     "make_test_ca",
     "serve_http",
     "serve_smtp",
@@ -48,31 +51,53 @@ __all__ = [
 ]
 
 
-@pytest.fixture
-def http_server() -> Iterator[LoopbackHttpServer]:
-    """A plain HTTP test server on 127.0.0.1."""
+# The HTTP servers live for the whole session (starting and stopping uvicorn costs
+# a fraction of a second); the per-test fixtures hand them out with an empty sink.
+
+
+@pytest.fixture(scope="session")
+def http_server_session() -> Iterator[LoopbackHttpServer]:
     with serve_http() as server:
         yield server
 
 
-@pytest.fixture
-def http_server_b() -> Iterator[LoopbackHttpServer]:
-    """A second plain HTTP test server: another origin (another port)."""
+@pytest.fixture(scope="session")
+def http_server_b_session() -> Iterator[LoopbackHttpServer]:
     with serve_http() as server:
         yield server
 
 
-@pytest.fixture
-def tls_ca(tmp_path: Path) -> LoopbackCA:
-    """A fresh CA and a 127.0.0.1/localhost server certificate it signed."""
-    return make_test_ca(tmp_path / "tls")
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> LoopbackCA:
+    """A CA and a 127.0.0.1/localhost server certificate it signed."""
+    return make_test_ca(tmp_path_factory.mktemp("tls"))
 
 
-@pytest.fixture
-def https_server(tls_ca: LoopbackCA) -> Iterator[LoopbackHttpServer]:
-    """The HTTP test app over TLS, with a certificate from ``tls_ca``."""
+@pytest.fixture(scope="session")
+def https_server_session(tls_ca: LoopbackCA) -> Iterator[LoopbackHttpServer]:
     with serve_http(tls=tls_ca) as server:
         yield server
+
+
+@pytest.fixture
+def http_server(http_server_session: LoopbackHttpServer) -> LoopbackHttpServer:
+    """A plain HTTP test server on 127.0.0.1 (its webhook sink emptied)."""
+    http_server_session.received.clear()
+    return http_server_session
+
+
+@pytest.fixture
+def http_server_b(http_server_b_session: LoopbackHttpServer) -> LoopbackHttpServer:
+    """A second plain HTTP test server: another origin (another port)."""
+    http_server_b_session.received.clear()
+    return http_server_b_session
+
+
+@pytest.fixture
+def https_server(https_server_session: LoopbackHttpServer) -> LoopbackHttpServer:
+    """The HTTP test app over TLS, with a certificate from ``tls_ca``."""
+    https_server_session.received.clear()
+    return https_server_session
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ picks, so it serves tests whatever loop they run in. Routes:
 * ``/echo``: the request as JSON: ``method``, ``path``, ``query``, ``headers``
   (lower-case names), ``body`` (text).
 * ``/redirect?to=<url>&status=302``: a redirect to ``to`` (absolute or relative).
+* ``/loop``: a redirect to itself, forever.
 * ``/slow?chunks=10&interval=0.1``: headers at once, then one chunk per interval.
 * ``/sleep?seconds=1``: waits before answering.
 * ``/big?size=<bytes>``: a plain-text body of that many bytes.
@@ -104,6 +105,9 @@ def make_app(received: list[Received]) -> Starlette:
             status_code=code, headers={"location": request.query_params["to"]}
         )
 
+    async def loop(request: Request) -> Response:
+        return Response(status_code=302, headers={"location": "/loop"})
+
     async def slow(request: Request) -> Response:
         chunks = _int(request, "chunks", 10)
         interval = _float(request, "interval", 0.1)
@@ -137,6 +141,7 @@ def make_app(received: list[Received]) -> Starlette:
             Route("/json", sample),
             Route("/echo", echo, methods=ALL_METHODS),
             Route("/redirect", redirect, methods=ALL_METHODS),
+            Route("/loop", loop, methods=ALL_METHODS),
             Route("/slow", slow),
             Route("/sleep", sleep),
             Route("/big", big),
@@ -185,7 +190,7 @@ class LoopbackHttpServer:
             lifespan="off",
             ws="none",
             http="h11",
-            timeout_graceful_shutdown=2,
+            timeout_graceful_shutdown=1,
             ssl_certfile=str(self._tls.cert_file) if self._tls else None,
             ssl_keyfile=str(self._tls.key_file) if self._tls else None,
         )

@@ -1,0 +1,578 @@
+"""The ``http`` action against real loopback servers (see ``tests/servers``)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import pytest
+from pydantic import ValidationError
+
+from haloterm.plugins.base import ActionError, StepResult
+from haloterm.plugins.http import HttpAction, HttpInputs, lookup, parse_path
+from tests.actions.context import LocalContext
+from tests.servers import LoopbackCA, LoopbackHttpServer
+
+SECRET = "S3cr3t!pw"
+
+
+def log_of(ctx: LocalContext, stream: str = "stdout") -> str:
+    """Everything the step logged on one stream (closes the outputs first)."""
+    if not ctx.summaries:
+        ctx.finish()
+    return "\n".join(ctx.lines(stream))
+
+
+MakeCtx = Callable[..., LocalContext]
+
+
+@pytest.fixture
+def make_ctx(tmp_path: Path) -> Iterator[MakeCtx]:
+    """Build contexts (``secrets=``, attributes to set); their outputs close after."""
+    made: list[LocalContext] = []
+
+    def make(secrets: dict[str, str] | None = None, **attrs: Any) -> LocalContext:
+        spool = tmp_path / f"ctx-{len(made)}"
+        spool.mkdir()
+        ctx = LocalContext(spool, secrets=secrets)
+        for name, value in attrs.items():
+            setattr(ctx, name, value)
+        made.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in made:
+        if not ctx.summaries:
+            ctx.finish()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def run(ctx: LocalContext, **with_: Any) -> StepResult:
+    inputs = HttpInputs.model_validate(with_)
+    return await HttpAction().run(inputs, ctx)
+
+
+@pytest.fixture
+def ctx(make_ctx: MakeCtx) -> LocalContext:
+    return make_ctx()
+
+
+# ------------------------------------------------------------------- statuses
+
+
+async def test_get_json_passes_with_outputs_and_log(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(ctx, url=http_server.url("/json"))
+
+    assert result.passed, result.reason
+    assert result.outputs["status"] == 200
+    assert result.outputs["json"]["data"]["total"] == 2
+    assert result.outputs["headers"]["content-type"] == "application/json"
+    assert '"total":2' in result.outputs["body"]
+    log = log_of(ctx)
+    assert f"> GET {http_server.url('/json')}" in log
+    assert "< HTTP/1.1 200 OK" in log
+    assert "< content-type: application/json" in log
+    assert '"first"' in log
+
+
+async def test_unexpected_status_fails_with_code_and_phrase(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(ctx, url=http_server.url("/status/503"))
+
+    assert not result.passed
+    assert result.reason == "HTTP 503 Service Unavailable"
+    assert result.outputs["status"] == 503
+    assert result.outputs["body"] == "status 503\n"
+
+
+async def test_expect_status_replaces_the_2xx_default(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    missing = await run(ctx, url=http_server.url("/status/404"), expect_status=[404])
+    created = await run(ctx, url=http_server.url("/status/200"), expect_status=[201])
+
+    assert missing.passed
+    assert not created.passed
+    assert created.reason == "HTTP 200 OK"
+
+
+async def test_request_bodies_query_and_headers_reach_the_server(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    as_json = await run(
+        ctx,
+        method="post",
+        url=http_server.url("/echo?a=1"),
+        query={"b": 2, "flag": True},
+        headers={"X-Trace": "t-1"},
+        json={"profile": {"login": "ann"}},
+    )
+    as_form = await run(
+        ctx, method="PUT", url=http_server.url("/echo"), form={"k": "v w"}
+    )
+    as_text = await run(
+        ctx, method="PATCH", url=http_server.url("/echo"), body="plain text"
+    )
+
+    echo = as_json.outputs["json"]
+    assert echo["method"] == "POST"
+    assert echo["query"] == {"a": "1", "b": "2", "flag": "true"}
+    assert echo["headers"]["x-trace"] == "t-1"
+    assert echo["headers"]["content-type"] == "application/json"
+    assert echo["body"] == '{"profile":{"login":"ann"}}'
+    assert as_form.outputs["json"]["body"] == "k=v+w"
+    assert as_text.outputs["json"]["body"] == "plain text"
+    assert as_text.outputs["json"]["method"] == "PATCH"
+
+
+async def test_json_null_is_a_body(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(ctx, method="POST", url=http_server.url("/echo"), json=None)
+
+    assert result.outputs["json"]["body"] == "null"
+
+
+# -------------------------------------------------------------------- extract
+
+
+async def test_extract_reads_dotted_paths(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(
+        ctx,
+        url=http_server.url("/json"),
+        extract={
+            "first_id": "data.items[0].id",
+            "last_name": "data.items[-1].name",
+            "dotted": 'data["dotted.key"]',
+            "ok": "$.ok",
+            "items": "data.items",
+        },
+    )
+
+    assert result.passed, result.reason
+    assert result.outputs["first_id"] == 7
+    assert result.outputs["last_name"] == "second"
+    assert result.outputs["dotted"] == "yes"
+    assert result.outputs["ok"] is True
+    assert len(result.outputs["items"]) == 2
+
+
+async def test_extract_of_a_missing_path_fails_and_says_where(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(
+        ctx, url=http_server.url("/json"), extract={"x": "data.items[5].id"}
+    )
+
+    assert not result.passed
+    assert result.reason == "extract x: $.data.items has no item 5 (length 2)"
+    assert result.outputs["status"] == 200
+
+
+async def test_extract_from_a_non_json_body_fails(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(ctx, url=http_server.url("/status/200"), extract={"x": "a"})
+
+    assert not result.passed
+    assert result.reason == "extract x: the response is not JSON"
+
+
+def test_paths_parse_into_keys_and_indexes() -> None:
+    assert parse_path("data.items[0].id") == ["data", "items", 0, "id"]
+    assert parse_path("$.a['b.c'][-1]") == ["a", "b.c", -1]
+    assert parse_path('$["x\\"y"]') == ['x"y']
+    assert parse_path("$") == []
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_path("a..b")
+    with pytest.raises(ValueError, match="is not an object"):
+        lookup({"a": [1]}, "a.b")
+
+
+def test_inputs_are_checked() -> None:
+    assert HttpInputs.model_validate({"url": "http://x", "method": "post"}).method == (
+        "POST"
+    )
+    with pytest.raises(ValidationError, match="at most one of json, body, form"):
+        HttpInputs.model_validate({"url": "http://x", "json": {}, "body": "b"})
+    with pytest.raises(ValidationError, match="basic auth needs a username"):
+        HttpInputs.model_validate(
+            {"url": "http://x", "auth": {"type": "basic", "secret": "s"}}
+        )
+    with pytest.raises(ValidationError, match="reserved output name"):
+        HttpInputs.model_validate({"url": "http://x", "extract": {"status": "a"}})
+    with pytest.raises(ValidationError, match="cannot read"):
+        HttpInputs.model_validate({"url": "http://x", "extract": {"v": "a[x]"}})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        HttpInputs.model_validate({"url": "http://x", "verify": False})
+    with pytest.raises(ValidationError):
+        HttpInputs.model_validate({"url": "http://x", "method": "BREW"})
+
+
+async def test_a_non_http_url_is_refused(ctx: LocalContext) -> None:
+    with pytest.raises(ActionError, match="must be http:// or https://"):
+        await run(ctx, url="file:///etc/passwd")
+
+
+# ------------------------------------------------------------------- deadline
+
+
+async def test_deadline_covers_a_slowly_trickling_body(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    """Each chunk arrives well within any per-read timeout; the whole does not."""
+    started = time.monotonic()
+    with pytest.raises(ActionError) as caught:
+        await run(
+            ctx,
+            url=http_server.url("/slow?chunks=100&interval=0.05"),
+            deadline="400ms",
+        )
+
+    assert caught.value.reason == "timeout"
+    assert 0.35 < time.monotonic() - started < 2.0
+    assert "! timeout" in log_of(ctx)
+
+
+async def test_the_step_deadline_bounds_the_exchange(
+    make_ctx: MakeCtx,
+    http_server: LoopbackHttpServer,
+) -> None:
+    ctx = make_ctx(deadline=time.monotonic() + 0.3)
+    started = time.monotonic()
+    with pytest.raises(ActionError, match="^timeout$"):
+        await run(ctx, url=http_server.url("/sleep?seconds=5"))
+
+    assert time.monotonic() - started < 2.0
+
+
+async def test_cancellation_propagates(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    task = asyncio.create_task(run(ctx, url=http_server.url("/sleep?seconds=5")))
+    await asyncio.sleep(0.2)
+    task.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_slow_body_within_the_deadline_passes(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(
+        ctx, url=http_server.url("/slow?chunks=3&interval=0.05"), deadline="5s"
+    )
+
+    assert result.passed
+    assert result.outputs["body"] == "chunk 0\nchunk 1\nchunk 2\n"
+
+
+# ------------------------------------------------------------------ redirects
+
+
+async def test_redirects_are_not_followed_by_default(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(ctx, url=http_server.url("/redirect?to=/json"))
+
+    assert not result.passed
+    assert result.reason == "HTTP 302 Found"
+    assert result.outputs["headers"]["location"] == "/json"
+
+
+async def test_same_origin_redirect_keeps_credentials(
+    make_ctx: MakeCtx,
+    http_server: LoopbackHttpServer,
+) -> None:
+    ctx = make_ctx(secrets={"api": "tok-same-origin"})
+    server = http_server
+    result = await run(
+        ctx,
+        url=server.url("/redirect?to=/echo"),
+        headers={"X-Api-Key": "k-1", "Cookie": "sid=1"},
+        auth={"type": "bearer", "secret": "api"},
+        follow_redirects=True,
+    )
+
+    headers = result.outputs["json"]["headers"]
+    assert result.passed
+    # The echoed token comes back masked: the action masks the secrets it used.
+    assert headers["authorization"] == "Bearer ******"
+    assert headers["x-api-key"] == "******"
+    assert headers["cookie"] == "******"
+    assert result.outputs["url"] == server.url("/echo")
+
+
+async def test_cross_origin_redirect_drops_credentials(
+    make_ctx: MakeCtx,
+    http_server: LoopbackHttpServer,
+    http_server_b: LoopbackHttpServer,
+) -> None:
+    ctx = make_ctx(secrets={"api": "tok-cross-origin"})
+    target = quote(http_server_b.url("/echo"), safe="")
+    result = await run(
+        ctx,
+        url=http_server.url(f"/redirect?to={target}&status=307"),
+        method="POST",
+        body="payload",
+        headers={
+            "X-Api-Key": "k-1",
+            "Cookie": "sid=1",
+            "X-Auth-Token": "t-1",
+            "X-Trace": "kept",
+        },
+        auth={"type": "bearer", "secret": "api"},
+        follow_redirects=True,
+    )
+
+    echo = result.outputs["json"]
+    assert result.passed, result.reason
+    assert echo["method"] == "POST"
+    assert echo["body"] == "payload"
+    assert echo["headers"]["x-trace"] == "kept"
+    for name in ("authorization", "x-api-key", "cookie", "x-auth-token"):
+        assert name not in echo["headers"]
+    assert any(
+        "not sending" in line and "authorization" in line
+        for line in log_of(ctx, "info").splitlines()
+    )
+
+
+async def test_userinfo_credentials_do_not_cross_origins(
+    ctx: LocalContext,
+    http_server: LoopbackHttpServer,
+    http_server_b: LoopbackHttpServer,
+) -> None:
+    target = quote(http_server_b.url("/echo"), safe="")
+    url = http_server.url(f"/redirect?to={target}").replace("//", "//app:pw-ui@", 1)
+    result = await run(ctx, url=url, follow_redirects=True)
+
+    assert result.passed
+    assert "authorization" not in result.outputs["json"]["headers"]
+
+
+async def test_303_turns_a_post_into_a_get(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(
+        ctx,
+        method="POST",
+        url=http_server.url("/redirect?to=/echo&status=303"),
+        json={"a": 1},
+        follow_redirects=True,
+    )
+
+    echo = result.outputs["json"]
+    assert (echo["method"], echo["body"]) == ("GET", "")
+    assert "content-type" not in echo["headers"]
+
+
+async def test_a_redirect_loop_stops_at_max_redirects(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    with pytest.raises(ActionError, match=r"too many redirects \(more than 2\)"):
+        await run(
+            ctx, url=http_server.url("/loop"), follow_redirects=True, max_redirects=2
+        )
+
+    assert log_of(ctx).count("> GET") == 3
+
+
+async def test_https_to_http_redirect_is_refused_unless_allowed(
+    ctx: LocalContext,
+    https_server: LoopbackHttpServer,
+    http_server: LoopbackHttpServer,
+) -> None:
+    target = quote(http_server.url("/json"), safe="")
+    url = https_server.url(f"/redirect?to={target}")
+    common: dict[str, Any] = {"url": url, "follow_redirects": True, "verify_tls": False}
+
+    with pytest.raises(ActionError, match="refused redirect from https to http"):
+        await run(ctx, **common)
+    allowed = await run(ctx, allow_insecure_redirects=True, **common)
+
+    assert allowed.passed
+    assert allowed.outputs["url"] == http_server.url("/json")
+
+
+# ------------------------------------------------------------------------ TLS
+
+
+async def test_tls_is_verified_by_default(
+    ctx: LocalContext, https_server: LoopbackHttpServer
+) -> None:
+    with pytest.raises(ActionError) as caught:
+        await run(ctx, url=https_server.url("/json"))
+
+    assert caught.value.reason.startswith(
+        f"TLS certificate not trusted: 127.0.0.1:{https_server.port}"
+    )
+    unverified = await run(ctx, url=https_server.url("/json"), verify_tls=False)
+    assert unverified.passed
+
+
+async def test_tls_passes_with_a_trusted_ca(
+    ctx: LocalContext,
+    https_server: LoopbackHttpServer,
+    tls_ca: LoopbackCA,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_ca.ca_file))
+
+    result = await run(ctx, url=https_server.url("/json"))
+
+    assert result.passed
+    assert result.outputs["url"].startswith("https://127.0.0.1:")
+
+
+# ---------------------------------------------------------------- big bodies
+
+
+async def test_large_bodies_are_logged_and_kept_truncated(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(ctx, url=http_server.url("/big?size=300000"), max_body_log=1000)
+
+    assert result.passed
+    assert len(result.outputs["body"]) == 64 * 1024
+    assert result.outputs["json"] is None
+    log = log_of(ctx)
+    assert "[body truncated: 1000 of 300000 bytes]" in log
+    assert len(log) < 3000
+
+
+async def test_a_body_past_the_read_cap_is_cut_off(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(ctx, url=http_server.url("/big?size=3000000"), max_body_log=10)
+
+    assert result.passed
+    assert "[body truncated: 10 of 3000000 bytes]" in log_of(ctx)
+
+
+# --------------------------------------------------------------------- secrets
+
+
+def _forms(secret: str) -> list[str]:
+    return [
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        base64.b64encode(f"app:{secret}".encode()).decode(),
+    ]
+
+
+async def test_c27_leak2_secret_in_userinfo_and_header_never_leaks(
+    make_ctx: MakeCtx,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """CASES C27 leak2: the URL's password and an API key header, connection refused.
+
+    The context's masker is not told the secret: the action must keep it out of
+    everything by itself (the engine masks too, but not first).
+    """
+    caplog.set_level(logging.DEBUG)
+    ctx = make_ctx()
+    port = closed_port()
+
+    with pytest.raises(ActionError) as caught:
+        await run(
+            ctx,
+            url=f"https://app:{SECRET}@127.0.0.1:{port}/health?token={SECRET}",
+            headers={"X-Api-Key": SECRET},
+        )
+
+    exc = caught.value
+    assert exc.reason == f"connection refused: 127.0.0.1:{port}"
+    assert exc.__context__ is None and exc.__cause__ is None
+    seen = "\n".join(
+        [
+            log_of(ctx),
+            *log_of(ctx, "info").splitlines(),
+            caplog.text,
+            *(r.getMessage() for r in caplog.records),
+            str(exc),
+            "".join(traceback.format_exception(exc)),
+        ]
+    )
+    for form in _forms(SECRET):
+        assert form not in seen
+    assert f"> GET https://127.0.0.1:{port}/health?token=******" in seen
+
+
+async def test_query_and_auth_secrets_are_masked_in_a_successful_exchange(
+    make_ctx: MakeCtx, http_server: LoopbackHttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The echo route sends the credentials back; the log must not show them."""
+    caplog.set_level(logging.DEBUG)
+    ctx = make_ctx(secrets={"idp": "tok-echoed-back"})
+
+    result = await run(
+        ctx,
+        url=http_server.url(f"/echo?api_key={quote(SECRET)}"),
+        auth={"type": "bearer", "secret": "idp"},
+    )
+
+    assert result.passed
+    seen = log_of(ctx) + caplog.text + str(result.outputs["body"])
+    assert "tok-echoed-back" not in seen
+    assert SECRET not in seen
+    assert quote(SECRET, safe="") not in seen
+    assert "/echo?api_key=******" in log_of(ctx)
+
+
+async def test_basic_auth_uses_the_named_secret(
+    make_ctx: MakeCtx, http_server: LoopbackHttpServer
+) -> None:
+    ctx = make_ctx(secrets={"pw": "basic-pw"})
+
+    result = await run(
+        ctx,
+        url=http_server.url("/echo"),
+        auth={"type": "basic", "secret": "pw", "username": "bot"},
+    )
+
+    token = base64.b64encode(b"bot:basic-pw").decode()
+    assert result.passed
+    assert result.outputs["json"]["headers"]["authorization"] == "Basic ******"
+    assert token not in log_of(ctx)
+    assert token not in result.outputs["body"]
+
+
+async def test_a_missing_secret_fails_the_step(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    with pytest.raises(ActionError, match="no secret named 'nope'"):
+        await run(
+            ctx,
+            url=http_server.url("/json"),
+            auth={"type": "bearer", "secret": "nope"},
+        )
+
+
+async def test_an_unresolvable_host_names_the_host(ctx: LocalContext) -> None:
+    with pytest.raises(
+        ActionError, match=r"^cannot resolve host: no-such-host\.invalid$"
+    ):
+        await run(ctx, url="http://no-such-host.invalid/x")
