@@ -1,0 +1,384 @@
+"""The run screen, driven by real runs of small runbooks in a real store."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.screen import Screen
+
+from haloterm.app import HalotermApp, create_app
+from haloterm.screens.dialogs import CommentScreen, ConfirmScreen
+from haloterm.screens.run import RunScreen
+from haloterm.services import Services
+from haloterm.widgets.log_view import LogView
+from haloterm.widgets.step_tree import StepTree
+from tests.ui.conftest import wait_for
+
+SIZE = (100, 30)
+
+COLOURS = r"""
+name: colours
+title: Colours and brackets
+steps:
+  - id: colours
+    action: shell
+    with:
+      command: |
+        printf '\033[0;32mok=12\033[0m \033[1;31mfailed=1\033[0m\n'
+        printf 'before\033[2K\033[1Aafter\n'
+        printf '\033]0;owned-title\007title\n'
+        printf '\033]52;c;ZWNobyBoaQ==\007clip\n'
+        printf '\033[2J\033[Hclear\n'
+        echo '[ERROR] [/etc/nginx/nginx.conf] failed'
+  - id: soft-fail
+    action: shell
+    with: {command: "echo going down; exit 3"}
+    on_failure: continue
+  - id: cleanup
+    action: shell
+    only_on_failure: true
+    with: {command: "echo cleaning"}
+"""
+
+SLOW = """
+name: slow
+steps:
+  - id: nap
+    action: wait
+    with: {duration: 60s}
+  - id: after
+    action: shell
+    with: {command: "echo after"}
+"""
+
+RETRY = """
+name: retry-me
+steps:
+  - id: first
+    action: shell
+    with: {command: "echo first"}
+  - id: check
+    action: shell
+    with: {command: "test -f {{ params.marker }}"}
+params:
+  marker: {type: string, required: true}
+"""
+
+APPROVE = """
+name: gated
+steps:
+  - id: ask
+    action: approval
+    with:
+      approvers: ["alice"]
+      message: "Restart [/var] now?"
+      allow_self_approval: true
+  - id: done
+    action: shell
+    with: {command: "echo done"}
+"""
+
+LEAD_ONLY = """
+name: lead-gated
+steps:
+  - id: ask
+    action: approval
+    with: {approvers: ["role:lead"], message: "Lead says?"}
+"""
+
+PARENT = """
+name: parent
+steps:
+  - id: call
+    action: runbook
+    with: {runbook: child}
+"""
+
+CHILD = """
+name: child
+steps:
+  - id: hello
+    action: shell
+    with: {command: "echo from child"}
+"""
+
+
+def add_runbook(services: Services, tmp_path: Path, text: str) -> str:
+    path = tmp_path / "books" / f"{abs(hash(text))}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.lstrip(), encoding="utf-8")
+    return services.import_runbook(path).name
+
+
+def current(app: HalotermApp) -> Screen[Any]:
+    return app.screen
+
+
+def run_screen(app: HalotermApp) -> RunScreen:
+    screen = app.screen
+    assert isinstance(screen, RunScreen), screen
+    return screen
+
+
+def label(screen: RunScreen, step_id: str, host: str = "") -> str:
+    node = screen.query_one(StepTree).node_for(step_id, host)
+    assert node is not None
+    return str(node.label)
+
+
+def header(screen: RunScreen) -> str:
+    return str(screen.query_one("#run-header").render())
+
+
+def finished(screen: RunScreen) -> Callable[[], bool]:
+    def check() -> bool:
+        execution = screen.execution
+        return execution is not None and execution.status.finished
+
+    return check
+
+
+Scenario = Callable[[Pilot[None], HalotermApp], Awaitable[None]]
+
+
+async def drive(services: Services, scenario: Scenario) -> None:
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await scenario(pilot, app)
+
+
+async def open_run(
+    pilot: Pilot[None], app: HalotermApp, runbook: str, **params: Any
+) -> RunScreen:
+    execution_id = await app.services.engine.start(
+        runbook, params, operator=app.services.operator
+    )
+    await app.push_screen(RunScreen(execution_id))
+    await pilot.pause()
+    return run_screen(app)
+
+
+async def test_live_run_shows_statuses_and_sanitised_log(
+    services: Services, tmp_path: Path
+) -> None:
+    add_runbook(services, tmp_path, COLOURS)
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "colours")
+        await wait_for(pilot, finished(screen), what="run end")
+        await wait_for(
+            pilot,
+            lambda: "failed" in label(screen, "soft-fail"),
+            what="step states",
+        )
+        assert label(screen, "colours").startswith("✔ passed")
+        assert label(screen, "soft-fail").startswith("✘ failed")
+        assert "exit 3" in label(screen, "soft-fail")
+        assert "cleanup" in label(screen, "cleanup")
+        assert "Colours and brackets" in header(screen)
+        assert "succeeded" in header(screen) and "run #" in header(screen)
+        assert "operator alice" in header(screen)
+
+        view = screen.query_one(LogView)
+        await wait_for(pilot, lambda: view.line_count >= 6, what="log lines")
+        shown = view.plain_lines()
+        for expected in (
+            "ok=12 failed=1",
+            "title",
+            "clip",
+            "clear",
+            "[ERROR] [/etc/nginx/nginx.conf] failed",
+        ):
+            assert expected in shown
+        assert not any("ZWNo" in line or "owned-title" in line for line in shown)
+        for entry in view.entries:
+            assert "\x07" not in entry.text
+            assert "\x1b]" not in entry.text and "\x1b[2J" not in entry.text
+        assert "going down" not in shown
+
+        # The log follows the step under the cursor; `l` shows every step.
+        await pilot.press("l")
+        await wait_for(pilot, lambda: "going down" in view.plain_lines())
+        assert view.show_source
+
+    await drive(services, scenario)
+
+
+async def test_log_search_finds_and_escape_closes_it(
+    services: Services, tmp_path: Path
+) -> None:
+    add_runbook(services, tmp_path, COLOURS)
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "colours")
+        await wait_for(pilot, finished(screen))
+        view = screen.query_one(LogView)
+        await wait_for(pilot, lambda: view.line_count >= 6)
+        await pilot.press("slash", *"nginx", "enter")
+        assert view.match_index is not None
+        assert "nginx" in view.plain_lines()[view.match_index]
+        assert not view.follow
+        await pilot.press("escape")
+        assert not screen.query_one("#log-search").display
+        assert current(app) is screen
+        await pilot.press("f")
+        assert view.follow
+
+    await drive(services, scenario)
+
+
+async def test_cancel_asks_first_and_escape_never_cancels(
+    services: Services, tmp_path: Path
+) -> None:
+    add_runbook(services, tmp_path, SLOW)
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "slow")
+        await wait_for(
+            pilot, lambda: "running" in label(screen, "nap"), what="nap running"
+        )
+        await pilot.press("c")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert current(app) is screen
+        assert screen.execution is not None
+        assert not screen.execution.status.finished
+
+        await pilot.press("c")
+        await pilot.press("y")
+        await wait_for(pilot, finished(screen), what="cancelled")
+        assert screen.execution is not None
+        assert screen.execution.status == "cancelled"
+        await wait_for(pilot, lambda: "cancelled" in header(screen))
+        assert not screen.check_action("cancel_run", ())
+
+    await drive(services, scenario)
+
+
+async def test_resume_retries_from_the_selected_step(
+    services: Services, tmp_path: Path
+) -> None:
+    add_runbook(services, tmp_path, RETRY)
+    marker = tmp_path / "marker"
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "retry-me", marker=str(marker))
+        await wait_for(pilot, finished(screen))
+        assert screen.execution is not None
+        assert screen.execution.status == "failed"
+        assert screen.check_action("resume_run", ())
+
+        marker.write_text("ok")
+        tree = screen.query_one(StepTree)
+        node = tree.node_for("check")
+        assert node is not None
+        tree.move_cursor(node)
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: (
+                screen.execution is not None and screen.execution.status == "succeeded"
+            ),
+            what="resumed run succeeds",
+        )
+        await wait_for(pilot, lambda: label(screen, "check").startswith("✔ passed"))
+        assert label(screen, "first").startswith("✔ passed")
+
+    await drive(services, scenario)
+
+
+async def test_approve_from_the_run_screen(services: Services, tmp_path: Path) -> None:
+    add_runbook(services, tmp_path, APPROVE)
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "gated")
+        await wait_for(pilot, lambda: "waiting" in label(screen, "ask"))
+        await wait_for(pilot, lambda: "Restart [/var] now?" in header(screen))
+        assert screen.check_action("approve", ())
+        await pilot.press("y")
+        assert isinstance(app.screen, CommentScreen)
+        await pilot.press(*"go ahead", "enter")
+        await wait_for(pilot, finished(screen), what="approved run ends")
+        assert screen.execution is not None
+        assert screen.execution.status == "succeeded"
+        approval = services.store.get_approval(screen.execution_id, "ask")
+        assert approval is not None and approval.status == "approved"
+        assert approval.comment == "go ahead"
+
+    await drive(services, scenario)
+
+
+async def test_reject_needs_a_comment(services: Services, tmp_path: Path) -> None:
+    add_runbook(services, tmp_path, APPROVE)
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "gated")
+        await wait_for(pilot, lambda: "waiting" in label(screen, "ask"))
+        await pilot.press("n")
+        dialog = app.screen
+        assert isinstance(dialog, CommentScreen)
+        await pilot.press("enter")
+        assert current(app) is dialog
+        await pilot.press(*"not now", "enter")
+        await wait_for(pilot, finished(screen), what="rejected run ends")
+        assert screen.execution is not None
+        assert screen.execution.status == "failed"
+        await wait_for(pilot, lambda: label(screen, "ask").startswith("✘ failed"))
+
+    await drive(services, scenario)
+
+
+async def test_refused_approval_is_reported_and_nothing_changes(
+    services: Services, tmp_path: Path
+) -> None:
+    add_runbook(services, tmp_path, LEAD_ONLY)
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "lead-gated")
+        await wait_for(pilot, lambda: "waiting" in label(screen, "ask"))
+        await pilot.press("y", *"me", "enter")
+        await wait_for(
+            pilot,
+            lambda: any(n.title == "Not recorded" for n in app._notifications),
+            what="refusal toast",
+        )
+        approval = services.store.get_approval(screen.execution_id, "ask")
+        assert approval is not None and approval.status == "waiting"
+        await app.services.engine.cancel(screen.execution_id, actor="alice")
+
+    await drive(services, scenario)
+
+
+async def test_child_run_nests_and_enter_opens_it(
+    services: Services, tmp_path: Path
+) -> None:
+    add_runbook(services, tmp_path, CHILD)
+    add_runbook(services, tmp_path, PARENT)
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "parent")
+        await wait_for(pilot, finished(screen))
+        children = services.store.child_executions(screen.execution_id)
+        assert len(children) == 1
+        tree = screen.query_one(StepTree)
+        await wait_for(pilot, lambda: tree.child_node(children[0].id) is not None)
+        node = tree.child_node(children[0].id)
+        assert node is not None and "succeeded" in str(node.label)
+        tree.move_cursor(node)
+        await pilot.press("enter")
+        await pilot.pause()
+        child_screen = run_screen(app)
+        assert child_screen.execution_id == children[0].id
+        await wait_for(pilot, lambda: child_screen.execution is not None)
+        assert f"child of run #{screen.execution_id}" in header(child_screen)
+        await pilot.press("escape")
+        assert current(app) is screen
+
+    await drive(services, scenario)
