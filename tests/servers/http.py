@@ -146,7 +146,7 @@ def make_app(received: list[Received]) -> Starlette:
             Route("/sleep", sleep),
             Route("/big", big),
             Route("/hook", hook, methods=["POST", "PUT"]),
-            Route("/hook/{name}", hook, methods=["POST", "PUT"]),
+            Route("/hook/{name:path}", hook, methods=["POST", "PUT"]),
         ]
     )
 
