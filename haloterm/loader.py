@@ -211,7 +211,9 @@ class _Document:
             mark = exc.problem_mark or exc.context_mark
             where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
             parts = [p for p in (exc.context, exc.problem) if p]
-            hint = " (indent with spaces, not tabs)" if "\\t" in str(exc.problem) else ""
+            hint = (
+                " (indent with spaces, not tabs)" if "\\t" in str(exc.problem) else ""
+            )
             self.problem(where, (), "YAML syntax: " + ", ".join(parts) + hint)
         except ReaderError as exc:
             before = text[: exc.position]
