@@ -112,7 +112,7 @@ class NotifyAction(Action):
     """Send a message to a chat webhook, a generic webhook, email or the consoles.
 
     Outputs: ``channel`` (the channel's name) and ``type`` (its kind); webhook
-    deliveries add ``status``, email deliveries ``recipients``.
+    deliveries add ``http_status``, email deliveries ``recipients``.
     """
 
     name: ClassVar[str] = "notify"
@@ -136,7 +136,7 @@ class NotifyAction(Action):
             outputs["recipients"] = await self._email(name, channel, text, ctx)
         else:
             payload = self._payload(name, channel, text)
-            outputs["status"] = await self._post(name, channel, payload, ctx)
+            outputs["http_status"] = await self._post(name, channel, payload, ctx)
         ctx.info(f"notified {name} ({channel.type})")
         return StepResult(passed=True, outputs=outputs)
 

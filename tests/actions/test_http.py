@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 import socket
+import textwrap
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -16,8 +17,10 @@ from urllib.parse import quote, quote_plus
 import pytest
 from pydantic import ValidationError
 
+from haloterm.config import NotifyChannel, Settings
 from haloterm.plugins.base import ActionError, StepResult
 from haloterm.plugins.http import HttpAction, HttpInputs, lookup, parse_path
+from haloterm.services import Services
 from tests.actions.context import LocalContext
 from tests.servers import LoopbackCA, LoopbackHttpServer
 
@@ -576,3 +579,78 @@ async def test_an_unresolvable_host_names_the_host(ctx: LocalContext) -> None:
         ActionError, match=r"^cannot resolve host: no-such-host\.invalid$"
     ):
         await run(ctx, url="http://no-such-host.invalid/x")
+
+
+# ------------------------------------------------------------ through the engine
+
+
+def _every_file(root: Path) -> bytes:
+    """The bytes of every file under ``root``: store, WAL, spool files."""
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+
+
+async def test_c27_leak2_through_the_engine_leaves_no_trace_in_the_store(
+    tmp_path: Path,
+    http_server: LoopbackHttpServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A runbook with C27's leak2 step, an authorised GET with extract, and a webhook.
+
+    The store file, its WAL, the output spool files and the logs are grepped for the
+    secret param and the named secret in their raw, percent-encoded and base64 forms.
+    """
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("HALOTERM_SECRET_IDP", "idp-token-42")
+    settings = Settings(
+        notify={"noc": NotifyChannel(type="webhook", url=http_server.url("/hook/n"))}
+    )
+    services = Services.open(tmp_path / "store.db", settings=settings, seed=False)
+    await services.start()
+    port = closed_port()
+    book = tmp_path / "leak.yaml"
+    book.write_text(
+        textwrap.dedent(
+            f"""
+            name: http-leak2
+            params:
+              db_password: {{type: secret, required: true}}
+            steps:
+              - id: fetch
+                action: http
+                with:
+                  url: "{http_server.url("/json")}"
+                  auth: {{type: bearer, secret: idp}}
+                  extract: {{first: "data.items[0].id"}}
+              - id: leak2
+                action: http
+                with:
+                  url: "https://app:{{{{ params.db_password }}}}@127.0.0.1:{port}/h"
+                  headers: {{X-Api-Key: "{{{{ params.db_password }}}}"}}
+                on_failure: continue
+              - id: tell
+                action: notify
+                with:
+                  channel: noc
+                  message: >-
+                    id {{{{ steps.fetch.outputs.first }}}} {{{{ params.db_password }}}}
+            """
+        ),
+        encoding="utf-8",
+    )
+    try:
+        services.import_runbook(book)
+        execution = await services.engine.start(
+            "http-leak2", {"db_password": SECRET}, operator="alice"
+        )
+        await services.engine.wait(execution)
+        runs = {run.step_id: run for run in services.store.step_runs(execution)}
+    finally:
+        await services.stop()
+
+    assert runs["fetch"].outputs["first"] == 7
+    assert runs["leak2"].reason == f"connection refused: 127.0.0.1:{port}"
+    assert http_server.received[0].json()["message"] == "id 7 ******"
+    seen = _every_file(tmp_path).decode("utf-8", "replace") + caplog.text
+    for form in [*_forms(SECRET), *_forms("idp-token-42")]:
+        assert form not in seen

@@ -78,7 +78,7 @@ async def test_slack_gets_escaped_text(
     )
 
     assert result.passed
-    assert result.outputs == {"channel": "noc", "type": "slack", "status": 200}
+    assert result.outputs == {"channel": "noc", "type": "slack", "http_status": 200}
     [posted] = http_server.received
     assert posted.path == "/hook/slack"
     assert posted.headers["content-type"] == "application/json"
