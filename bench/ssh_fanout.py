@@ -1,0 +1,304 @@
+"""SSH fan-out: ``true`` on N hosts, haloterm's ``ssh`` action against bare asyncssh.
+
+A loopback asyncssh server runs in another process and executes each command as a
+real ``/bin/sh -c`` process. Every "host" is a distinct user on that server, so each
+side opens one connection per host, as it would against N machines. Both sides run
+at the same concurrency. ``ansible -m command -a true -f 100`` runs on the same hosts
+when ansible is installed.
+
+Usage: ``python bench/ssh_fanout.py [--hosts 1000] [--concurrency 100]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from haloterm.config import InventoryHost, Settings
+from haloterm.models import StepStatus
+from haloterm.plugins.base import (
+    ActionContext,
+    ActionError,
+    ApprovalOutcome,
+    ApprovalRequest,
+    ChildResult,
+    OutputSink,
+)
+
+# --------------------------------------------------------------------- server side
+
+
+class _Session(asyncssh.SSHServerSession[bytes]):
+    def __init__(self) -> None:
+        self.chan: asyncssh.SSHServerChannel[bytes] | None = None
+        self.command = ""
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self.chan = chan
+
+    def exec_requested(self, command: str) -> bool:
+        self.command = command
+        return True
+
+    def eof_received(self) -> bool:
+        return True
+
+    def session_started(self) -> None:
+        asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self.chan is not None
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "SHELL": "/bin/sh"},
+        )
+        out, err = await proc.communicate()
+        if out:
+            self.chan.write(out)
+        if err:
+            self.chan.write_stderr(err)
+        self.chan.exit(proc.returncode or 0)
+
+
+class _Server(asyncssh.SSHServer):
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return True
+
+    def session_requested(self) -> asyncssh.SSHServerSession[bytes]:
+        return _Session()
+
+
+async def serve(host_key: str) -> None:
+    acceptor = await asyncssh.create_server(
+        _Server,
+        "127.0.0.1",
+        0,
+        server_host_keys=[host_key],
+        encoding=None,
+        keepalive_interval=0,
+    )
+    port = acceptor.sockets[0].getsockname()[1]
+    print(port, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+# --------------------------------------------------------------------- client side
+
+
+class _Null:
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class BenchContext(ActionContext):
+    """Just enough context for the action: output dropped, statuses counted."""
+
+    def __init__(self, settings: Settings) -> None:
+        import logging
+
+        self.execution_id = 1
+        self.step_id = "bench"
+        self.runbook = "bench"
+        self.operator = "bench"
+        self.attempt = 1
+        self.deadline = None
+        self.log = logging.LoggerAdapter(logging.getLogger("bench"), {})
+        self.secret_env: Mapping[str, str] = {}
+        self.config = settings
+        self.finished = 0
+
+    def output(self, stream: str = "stdout", host: str = "") -> OutputSink:
+        return _Null()
+
+    def info(self, text: str, host: str = "") -> None:
+        pass
+
+    def mask(self, text: str) -> str:
+        return text
+
+    async def set_host_status(
+        self,
+        host: str,
+        status: StepStatus,
+        *,
+        reason: str | None = None,
+        exit_code: int | None = None,
+        signal: str | None = None,
+    ) -> None:
+        if status.finished:
+            self.finished += 1
+
+    async def run_child(self, runbook: str, params: dict[str, Any]) -> ChildResult:
+        raise ActionError("not here")
+
+    async def wait_for_approval(self, request: ApprovalRequest) -> ApprovalOutcome:
+        raise ActionError("not here")
+
+    async def update_ticket(self, **kw: Any) -> int:
+        raise ActionError("not here")
+
+    async def create_ticket(self, **values: Any) -> int:
+        raise ActionError("not here")
+
+    def notify_consoles(self, text: str, severity: str = "information") -> None:
+        pass
+
+    def secret(self, name: str) -> str:
+        raise ActionError("not here")
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+async def run_haloterm(users: list[str], port: int, concurrency: int) -> float:
+    from haloterm.plugins.ssh import SshAction, SshInputs, close_pool
+
+    inventory = {
+        u: InventoryHost(address="127.0.0.1", port=port, user=u, tags=["bench"])
+        for u in users
+    }
+    ctx = BenchContext(Settings(inventory=inventory))
+    inputs = SshInputs(hosts=["tag:bench"], command="true", concurrency=concurrency)
+    started = time.perf_counter()
+    result = await SshAction().run(inputs, ctx)
+    await close_pool(ctx.execution_id)
+    elapsed = time.perf_counter() - started
+    if not result.passed:
+        raise SystemExit(f"haloterm run failed: {result.reason}")
+    return elapsed
+
+
+async def run_bare(users: list[str], port: int, concurrency: int) -> float:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(user: str) -> int | None:
+        async with gate, asyncssh.connect("127.0.0.1", port, username=user) as conn:
+            done = await conn.run("true", encoding=None, stdin=asyncssh.DEVNULL)
+            return done.exit_status
+
+    started = time.perf_counter()
+    statuses = await asyncio.gather(*(one(u) for u in users))
+    elapsed = time.perf_counter() - started
+    if any(s != 0 for s in statuses):
+        raise SystemExit("bare asyncssh run failed")
+    return elapsed
+
+
+def run_ansible(users: list[str], port: int, home: Path) -> float | None:
+    import importlib.util
+
+    if importlib.util.find_spec("ansible") is None:
+        return None
+    inventory = home / "inventory.ini"
+    inventory.write_text(
+        "[bench]\n"
+        + "".join(
+            f"{u} ansible_host=127.0.0.1 ansible_port={port} ansible_user={u}\n"
+            for u in users
+        )
+    )
+    started = time.perf_counter()
+    subprocess.run(
+        [shutil.which("ansible") or "ansible", "bench", "-i", str(inventory)]
+        + ["-m", "command", "-a", "true", "-f", "100"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False"},
+    )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--serve", metavar="HOST_KEY", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve))
+        return
+
+    home = Path(tempfile.mkdtemp(prefix="haloterm-bench-"))
+    os.environ["HOME"] = str(home)
+    os.environ.pop("SSH_AUTH_SOCK", None)
+    os.environ["XDG_DATA_HOME"] = str(home / "data")
+    ssh_dir = home / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    host_key.write_private_key(home / "host_key")
+    client_key = asyncssh.generate_private_key("ssh-ed25519")
+    client_key.write_private_key(ssh_dir / "id_ed25519")
+
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(home / "host_key")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        public = host_key.export_public_key("openssh").decode().split()[:2]
+        (ssh_dir / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(public)}\n")
+        users = [f"host{i:05d}" for i in range(args.hosts)]
+
+        # Alternate the two, twice, and keep each one's best: warm-up and server
+        # state then favour neither.
+        bare_runs, halo_runs = [], []
+        for _ in range(2):
+            halo_runs.append(asyncio.run(run_haloterm(users, port, args.concurrency)))
+            bare_runs.append(asyncio.run(run_bare(users, port, args.concurrency)))
+        bare, halo = min(bare_runs), min(halo_runs)
+        ansible = run_ansible(users, port, home)
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(10)
+        shutil.rmtree(home, ignore_errors=True)
+
+    n, c = args.hosts, args.concurrency
+    print(
+        f"ssh fan-out: `true` on {n} hosts, concurrency {c}, server in another process"
+    )
+    print(f"  bare asyncssh      {bare:8.2f} s   {n / bare:8.0f} hosts/s   1.00x")
+    ratio = halo / bare
+    print(
+        f"  haloterm ssh step  {halo:8.2f} s   {n / halo:8.0f} hosts/s   {ratio:.2f}x"
+    )
+    if ansible is None:
+        print("  ansible            skipped: ansible not installed")
+    else:
+        ratio = ansible / bare
+        rate = n / ansible
+        row = f"{ansible:8.2f} s   {rate:8.0f} hosts/s   {ratio:.2f}x"
+        print(f"  ansible -f 100     {row}")
+
+
+if __name__ == "__main__":
+    main()
