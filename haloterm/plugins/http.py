@@ -15,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
+import functools
 import json
 import logging
+import os
 import re
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, quote_plus
 
@@ -322,8 +324,20 @@ def mask_tree(value: Any, redact: Callable[[str], str]) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=8)
+def _ssl_context(
+    verify: bool, cafile: str | None, capath: str | None
+) -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds, so each trust setting gets
+    # one context, shared; the SSL_CERT_* variables are part of the key because
+    # httpx honours them.
+    return httpx.create_ssl_context(verify=verify)
+
+
 def _transport(verify: bool) -> httpx.AsyncHTTPTransport:
-    return httpx.AsyncHTTPTransport(verify=verify, retries=0)
+    env = os.environ
+    context = _ssl_context(verify, env.get("SSL_CERT_FILE"), env.get("SSL_CERT_DIR"))
+    return httpx.AsyncHTTPTransport(verify=context, retries=0)
 
 
 async def post_json(url: str, payload: Any) -> tuple[int, str, str]:
@@ -386,7 +400,6 @@ class _Reply:
     url: httpx.URL
     body: bytes
     complete: bool
-    notes: list[str] = field(default_factory=list)
 
 
 class HttpAction(Action):
@@ -508,7 +521,8 @@ class HttpAction(Action):
         when = min(limits) if limits else None
         # With a deadline over the whole exchange, httpx's per-operation timeouts
         # would only cut it short; without one they are the only bound.
-        per_op = httpx.Timeout(None) if when else httpx.Timeout(30.0, connect=10.0)
+        unbounded = when is None
+        per_op = httpx.Timeout(30.0, connect=10.0) if unbounded else httpx.Timeout(None)
         hop = _Hop(request, per_op)
         try:
             async with asyncio.timeout_at(when), _transport(inputs.verify_tls) as tr:
@@ -519,9 +533,10 @@ class HttpAction(Action):
             failure = transport_failure(exc, hop.request.url)
         # Raised outside the handler: the httpx exception, which holds the request
         # and its headers, must not ride along as __context__.
-        ctx.log.info("http %s failed: %s", inputs.method, failure)
-        sink.write(f"! {redact(failure)}\n".encode())
-        raise ActionError(redact(failure))
+        reason = redact(failure)
+        ctx.log.info("http %s failed: %s", inputs.method, reason)
+        sink.write(f"! {reason}\n".encode())
+        raise ActionError(reason)
 
     async def _exchange(
         self,
@@ -532,7 +547,6 @@ class HttpAction(Action):
         sink: OutputSink,
         redact: Redactor,
     ) -> _Reply:
-        notes: list[str] = []
         hops = 0
         while True:
             request = hop.request
@@ -542,31 +556,29 @@ class HttpAction(Action):
             try:
                 following = None
                 if inputs.follow_redirects:
-                    following = self._next_hop(inputs, request, response, redact, notes)
+                    following = self._next_hop(inputs, ctx, request, response, redact)
                 if following is None:
                     limit = max(inputs.max_body_log, JSON_PARSE_CAP)
                     body, complete = await _read_bounded(response, limit)
-                    return _Reply(response, request.url, body, complete, notes)
+                    return _Reply(response, request.url, body, complete)
             finally:
                 await response.aclose()
             hops += 1
-            sink.write(f"< {response.status_code} -> redirect\n".encode())
+            status = f"{response.status_code} {response.reason_phrase}"
+            sink.write(f"< {status} -> {redact.url(following.url)}\n".encode())
             if hops > inputs.max_redirects:
                 raise ActionError(
                     f"too many redirects (more than {inputs.max_redirects})"
                 )
-            for note in notes:
-                ctx.info(note)
-            notes = []
             hop.request = following
 
     def _next_hop(
         self,
         inputs: HttpInputs,
+        ctx: ActionContext,
         request: httpx.Request,
         response: httpx.Response,
         redact: Redactor,
-        notes: list[str],
     ) -> httpx.Request | None:
         location = response.headers.get("location")
         if response.status_code not in REDIRECT_STATUSES or not location:
@@ -604,7 +616,7 @@ class HttpAction(Action):
                 del headers[name]
             if dropped:
                 names = ", ".join(sorted(dropped))
-                notes.append(f"redirect to another origin: not sending {names}")
+                ctx.info(f"redirect to another origin: not sending {names}")
         return httpx.Request(method, target, headers=headers, content=content or None)
 
     # ---------------------------------------------------------------- judging
