@@ -244,21 +244,9 @@ class TicketStore(StoreCore):
             The rows and, when more rows follow, the cursor of the next page
             (pass it back as ``q.after``).
         """
-        where, params = _where(q)
-        column, direction = _order(q.sort, q.descending)
-        if q.after is not None:
-            op = "<" if direction == "DESC" else ">"
-            if column == "id":
-                where.append(f"id {op} ?")
-                params.append(q.after.id)
-            else:
-                where.append(f"({column}, id) {op} (?, ?)")
-                params += [_cursor_value(column, q.after.value), q.after.id]
-        sql = (
-            f"SELECT * FROM tickets WHERE {' AND '.join(where)}"
-            f" ORDER BY {column} {direction}, id {direction} LIMIT ?"
-        )
-        rows = self._rows(sql, [*params, q.limit + 1])
+        sql, params = page_sql(q)
+        column, _ = _order(q.sort, q.descending)
+        rows = self._rows(sql, params)
         tickets = [_ticket(row) for row in rows[: q.limit]]
         cursor = None
         if len(rows) > q.limit:
@@ -285,6 +273,26 @@ class TicketStore(StoreCore):
                 self._count_cache.clear()
             self._count_cache[key] = count
         return count
+
+
+def page_sql(q: TicketQuery) -> tuple[str, list[Any]]:
+    """The SQL and bound parameters of one page of a ticket query (one row extra,
+    to tell whether another page follows)."""
+    where, params = _where(q)
+    column, direction = _order(q.sort, q.descending)
+    if q.after is not None:
+        op = "<" if direction == "DESC" else ">"
+        if column == "id":
+            where.append(f"id {op} ?")
+            params.append(q.after.id)
+        else:
+            where.append(f"({column}, id) {op} (?, ?)")
+            params += [_cursor_value(column, q.after.value), q.after.id]
+    sql = (
+        f"SELECT * FROM tickets WHERE {' AND '.join(where)}"
+        f" ORDER BY {column} {direction}, id {direction} LIMIT ?"
+    )
+    return sql, [*params, q.limit + 1]
 
 
 def parse_ticket_filter(text: str) -> TicketQuery:
