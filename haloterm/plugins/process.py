@@ -165,13 +165,14 @@ class LocalProcess:
             close_fds=True,
         )
         self = cls(popen)
+        self._watch_exit()
         try:
             await self._connect(stdout, stderr, stdin)
         except BaseException:
+            # The exit watcher stays on and reaps the killed child.
             self._force_kill()
             self.close()
             raise
-        self._watch_exit()
         return self
 
     async def _connect(
