@@ -94,7 +94,7 @@ class ApprovalsScreen(Screen[None]):
         Binding("enter", "open_run", "Open run", id="open-run"),
     ]
 
-    app: HalotermApp  # type: ignore[assignment]
+    app: HalotermApp
 
     def __init__(self) -> None:
         super().__init__()

@@ -50,11 +50,7 @@ class MainScreen(Screen[None]):
         Binding("r", "run_runbook", "Run", id="start-run", tooltip="Run the runbook"),
     ]
 
-    app: HalotermApp  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._data_version: int | None = None
+    app: HalotermApp
 
     def compose(self) -> ComposeResult:
         store = self.app.services.store
@@ -134,8 +130,8 @@ class MainScreen(Screen[None]):
     def check_store_version(self) -> None:
         """Notice commits made by other processes and re-read the visible page."""
         version = self.app.services.store.data_version()
-        previous, self._data_version = self._data_version, version
-        if previous is not None and version != previous:
+        page = self.tickets.page
+        if page is not None and version != page.version:
             self.app.call_from_thread(self._store_changed)
 
     def _store_changed(self) -> None:

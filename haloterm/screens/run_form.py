@@ -44,7 +44,7 @@ class RunForm(ModalScreen[int | None]):
         ),
     ]
 
-    app: HalotermApp  # type: ignore[assignment]
+    app: HalotermApp
 
     def __init__(
         self,

@@ -68,7 +68,7 @@ class TicketScreen(Screen[None]):
         Binding("n", "add_note", "Note", id="note", tooltip="Add a note"),
     ]
 
-    app: HalotermApp  # type: ignore[assignment]
+    app: HalotermApp
 
     def __init__(self, ticket_id: int) -> None:
         super().__init__()
@@ -205,8 +205,7 @@ class TicketScreen(Screen[None]):
         current = self.view.ticket.status if self.view else None
         choices = [status.value for status in TicketStatus]
         self.app.push_screen(
-            ChoiceScreen("Status", choices, current=current),
-            lambda value: self._update(status=value) if value else None,
+            ChoiceScreen("Status", choices, current=current), self._set_status
         )
 
     def action_change_priority(self) -> None:
@@ -214,15 +213,24 @@ class TicketScreen(Screen[None]):
         current = self.view.ticket.priority if self.view else None
         self.app.push_screen(
             ChoiceScreen("Priority", list(PRIORITIES), current=current),
-            lambda value: self._update(priority=value) if value else None,
+            self._set_priority,
         )
 
     def action_add_note(self) -> None:
         """Add a note to the ticket's history."""
-        self.app.push_screen(
-            CommentScreen("Add a note", required=True),
-            lambda text: self._update(note=text) if text else None,
-        )
+        self.app.push_screen(CommentScreen("Add a note", required=True), self._add_note)
+
+    def _set_status(self, status: str | None) -> None:
+        if status:
+            self._update(status=status)
+
+    def _set_priority(self, priority: str | None) -> None:
+        if priority:
+            self._update(priority=priority)
+
+    def _add_note(self, note: str | None) -> None:
+        if note:
+            self._update(note=note)
 
     @work(thread=True, group="ticket-update", exit_on_error=False)
     def _update(self, **changes: Any) -> None:

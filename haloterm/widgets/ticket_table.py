@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from rich.style import Style
 from rich.text import Text
 from textual import work
 from textual.binding import Binding
@@ -71,6 +72,8 @@ class Page:
     has_next: bool
     cursor_row: int = 0
     query: TicketQuery = field(default_factory=TicketQuery)
+    version: int = 0
+    """The store's data version read just before the page was."""
 
 
 class TicketTable(DataTable[Any]):
@@ -145,11 +148,15 @@ class TicketTable(DataTable[Any]):
         self, query: TicketQuery, move: Move, current: Page | None, cursor_row: int
     ) -> Page | None:
         store = self.store
+        version = store.data_version()
         total = store.count_tickets(query)
         base = query.model_copy(update={"limit": PAGE_SIZE, "after": None})
         reverse = base.model_copy(update={"descending": not base.descending})
         rows = current.rows if current else []
         if move in ("next", "prev", "reload") and (current is None or not rows):
+            move = "first"
+        elif move == "reload" and current is not None and current.start == 0:
+            # New rows may sort ahead of the first one shown.
             move = "first"
         has_prev = False
         start = 0
@@ -185,14 +192,16 @@ class TicketTable(DataTable[Any]):
             found, has_next = page.rows, page.next_cursor is not None
             has_prev = start > 0
         runs = self._latest_runs(found)
-        return Page(found, runs, start, total, has_prev, has_next, cursor_row, query)
+        return Page(
+            found, runs, start, total, has_prev, has_next, cursor_row, query, version
+        )
 
     @staticmethod
     def _cursor(ticket: Ticket, sort: str) -> TicketCursor:
         return TicketCursor(value=sort_value(ticket, sort), id=ticket.id)
 
     @staticmethod
-    def _cursor_before(ticket: Ticket, query: TicketQuery) -> TicketCursor | None:
+    def _cursor_before(ticket: Ticket, query: TicketQuery) -> TicketCursor:
         # A key just ahead of the row, so that the page read again starts with it.
         # Ties on the sort value are broken by id in the same direction as the sort.
         ahead = 1 if query.descending else -1
@@ -227,7 +236,7 @@ class TicketTable(DataTable[Any]):
     def _cells(self, ticket: Ticket, run: Execution | None) -> list[Text]:
         now = self.clock()
         closed = ticket.status in ("resolved", "closed")
-        style = ""
+        style: Style | str = ""
         if ticket.priority == "P1":
             style = self.get_component_rich_style("ticket-table--p1", partial=True)
         elif closed:

@@ -1,0 +1,202 @@
+"""The main screen: ticket list paging, filter, sort, live rows, runbook list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.coordinate import Coordinate
+from textual.widgets import Label
+
+from haloterm.app import create_app
+from haloterm.screens.main import MainScreen
+from haloterm.screens.ticket import TicketScreen
+from haloterm.services import Services
+from haloterm.widgets.filter_bar import FilterBar
+from haloterm.widgets.runbook_list import RunbookList
+from haloterm.widgets.ticket_table import PAGE_SIZE, TicketTable
+from tests.ui.conftest import wait_for
+
+C28 = [
+    "Disk full on [/var] again",
+    "[bold]URGENT[/bold]",
+    "[/",
+    "[link=http://evil.example]click[/link]",
+]
+
+
+def _bulk_tickets(services: Services, count: int) -> None:
+    now = services.store.now().isoformat(timespec="microseconds")
+    rows = [
+        (
+            f"Bulk ticket {i:05d}",
+            ["P1", "P2", "P3", "P4"][i % 4],
+            ["open", "resolved"][i % 2],
+            now,
+            now,
+        )
+        for i in range(count)
+    ]
+
+    def insert(conn: Any) -> None:
+        conn.executemany(
+            "INSERT INTO tickets (title, priority, status, type, description, fields,"
+            " source, created_at, updated_at) VALUES (?, ?, ?, 'incident', '', '{}',"
+            " 'manual', ?, ?)",
+            rows,
+        )
+
+    services.store.write(insert)
+
+
+def _title(app: Any) -> str:
+    return str(app.screen.query_one("#tickets-title", Label).content)
+
+
+async def test_main_screen_lists_seeded_tickets_and_runbooks(
+    services: Services,
+) -> None:
+    app = create_app(services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_for(pilot, lambda: table.page is not None, what="first page")
+        assert isinstance(app.screen, MainScreen)
+        assert table.row_count == 6
+        assert "1-6 of 6" in _title(app)
+        runbooks = app.screen.query_one(RunbookList)
+        await wait_for(pilot, lambda: runbooks.row_count > 0, what="runbooks")
+        assert "restart-demo-service" in [s.name for s in runbooks.summaries]
+        assert app.focused is not None and app.focused.id == "tickets"
+        await pilot.press("tab")
+        assert app.focused is not None and app.focused.id == "runbooks"
+
+
+async def test_c28_titles_show_literally(services: Services) -> None:
+    for title in C28:
+        services.store.create_ticket(title=title, priority="P1", actor="alice")
+    app = create_app(services)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_for(pilot, lambda: table.row_count == 10, what="rows")
+        cells = [
+            table.get_cell_at(Coordinate(row, 3)) for row in range(table.row_count)
+        ]
+        shown = {cell.plain: cell for cell in cells}
+        for title in C28:
+            assert title in shown
+            assert not any(
+                span.style and "link" in str(span.style) for span in shown[title].spans
+            )
+
+
+async def test_paging_end_and_back(services: Services) -> None:
+    _bulk_tickets(services, PAGE_SIZE * 3 + 7)
+    app = create_app(services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_for(pilot, lambda: table.page is not None, what="first page")
+        total = PAGE_SIZE * 3 + 13
+        assert table.row_count == PAGE_SIZE
+        assert f"1-{PAGE_SIZE} of {total:,}" in _title(app)
+
+        await pilot.press("end")
+        await wait_for(pilot, lambda: table.page is not None and table.page.start > 0)
+        assert table.page is not None
+        assert table.page.start + table.row_count == total
+        assert table.cursor_row == table.row_count - 1
+        assert not table.page.has_next
+        last_page_ids = [t.id for t in table.page.rows]
+
+        # Above the first row of a page reads the page before it.
+        table.move_cursor(row=0)
+        start = table.page.start
+        await pilot.press("up")
+        await wait_for(
+            pilot, lambda: table.page is not None and table.page.start < start
+        )
+        assert table.page is not None
+        assert table.cursor_row == table.row_count - 1
+        assert table.page.rows[-1].id != last_page_ids[0]
+        seen = {t.id for t in table.page.rows}
+        assert not seen & set(last_page_ids)
+
+        # Below the last row reads the next page again.
+        await pilot.press("down")
+        await wait_for(
+            pilot, lambda: table.page is not None and table.page.start == start
+        )
+        assert table.page is not None
+        assert [t.id for t in table.page.rows] == last_page_ids
+
+        await pilot.press("home")
+        await wait_for(pilot, lambda: table.page is not None and table.page.start == 0)
+
+
+async def test_filter_bar_applies_and_clears(services: Services) -> None:
+    app = create_app(services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        await pilot.press("slash")
+        assert isinstance(app.focused, FilterBar)
+        await pilot.press(*"priority:P1", "enter")
+        await wait_for(pilot, lambda: table.row_count == 1, what="filtered")
+        assert "filter: priority:P1" in _title(app)
+        assert app.focused is not None and app.focused.id == "tickets"
+        await pilot.press("slash", *" web", "escape")
+        await wait_for(pilot, lambda: table.row_count == 6, what="cleared")
+        assert not app.screen.query_one(FilterBar).has_class("-open")
+
+        await pilot.press("slash", *"status:open type:problem edge", "enter")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        ticket = table.selected_ticket
+        assert ticket is not None and ticket.type == "problem"
+
+
+async def test_sort_cycles_and_reverses(services: Services) -> None:
+    app = create_app(services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        await pilot.press("s")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: table.ticket_query.sort == "priority")
+        await wait_for(pilot, lambda: "by priority" in _title(app))
+        assert table.page is not None
+        assert [t.priority for t in table.page.rows][0] == "P1"
+        await pilot.press("S")
+        await wait_for(pilot, lambda: "▲" in _title(app))
+        assert table.page is not None
+        assert table.page.rows[0].priority == "P4"
+
+
+async def test_live_ticket_changes_redraw_rows(services: Services) -> None:
+    app = create_app(services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        ticket = table.page.rows[0] if table.page else None
+        assert ticket is not None
+        services.store.update_ticket(ticket.id, actor="bob", status="acknowledged")
+        # Another console's write: noticed through the store's data version.
+        await wait_for(
+            pilot,
+            lambda: str(table.get_cell(str(ticket.id), "status")) == "acknowledged",
+            what="status redrawn",
+        )
+        services.store.create_ticket(title="Brand new", priority="P2", actor="bob")
+        await wait_for(pilot, lambda: table.row_count == 7, what="new row")
+
+
+async def test_enter_opens_ticket_and_p_jumps_to_newest_p1(services: Services) -> None:
+    newest = services.store.create_ticket(title="Newest fire", priority="P1", actor="a")
+    app = create_app(services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_for(pilot, lambda: table.row_count == 7)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, TicketScreen))
+        assert isinstance(app.screen, TicketScreen)
+        assert app.screen.ticket_id == newest
+        await pilot.press("escape")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TicketScreen))
