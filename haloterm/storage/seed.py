@@ -83,8 +83,11 @@ def _seed_runbooks(
         return
     for path in sorted(folder.glob("*.yaml")):
         try:
-            runbook = loader.load_runbook_file(path, registry=registry)
-            source = path.read_text(encoding="utf-8")
+            loaded = loader.load_runbook_file(path, registry=registry)
+            if isinstance(loaded, tuple):
+                runbook, source = loaded
+            else:
+                runbook, source = loaded, path.read_text(encoding="utf-8")
             store.save_runbook(runbook, source, author=SEED_ACTOR)
         except Exception as exc:
             logger.warning("example runbook %s not imported: %s", path.name, exc)
