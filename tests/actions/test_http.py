@@ -154,6 +154,32 @@ async def test_json_null_is_a_body(
     assert result.outputs["json"]["body"] == "null"
 
 
+async def test_head_and_no_content_responses_have_empty_bodies(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    head = await run(ctx, method="HEAD", url=http_server.url("/json"))
+    empty = await run(ctx, method="DELETE", url=http_server.url("/status/204"))
+
+    assert (head.passed, head.outputs["body"], head.outputs["json"]) == (True, "", None)
+    assert head.outputs["headers"]["content-length"] == "108"
+    assert (empty.passed, empty.outputs["status"], empty.outputs["body"]) == (
+        True,
+        204,
+        "",
+    )
+
+
+async def test_max_body_log_zero_logs_no_body(
+    ctx: LocalContext, http_server: LoopbackHttpServer
+) -> None:
+    result = await run(ctx, url=http_server.url("/json"), max_body_log=0)
+
+    log = log_of(ctx)
+    assert result.outputs["json"]["ok"] is True
+    assert '"first"' not in log
+    assert "[body truncated: 0 of 108 bytes]" in log
+
+
 # -------------------------------------------------------------------- extract
 
 
