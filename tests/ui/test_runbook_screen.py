@@ -1,0 +1,206 @@
+"""The runbook screen: definition, versions and diffs, run, and the editor flow."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Static, TabbedContent
+
+from haloterm.app import HalotermApp, create_app
+from haloterm.screens.runbook import RunbookScreen, draft_path, render_diff
+from haloterm.services import Services
+from tests.ui.conftest import wait_for
+
+SIZE = (100, 30)
+
+BOOK = """\
+name: tidy-logs
+title: Tidy the logs
+params:
+  days: {type: integer, default: 7, min: 1}
+  target: {type: choice, choices: [web, db], default: web}
+triggers:
+  - manual: true
+steps:
+  - id: prune
+    name: Prune old files
+    action: shell
+    with: {command: "find /var/log/app -mtime +{{ params.days }} -delete"}
+    timeout: 30s
+  - id: report
+    action: shell
+    with: {command: "echo done [/var]"}
+"""
+
+
+def add_book(services: Services, tmp_path: Path, text: str) -> None:
+    path = tmp_path / "books" / "book.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    services.import_runbook(path)
+
+
+def editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    """Point $EDITOR at a script that edits the file it is given (in ``$1``)."""
+    script = tmp_path / "edit.sh"
+    script.write_text("#!/bin/sh\nset -e\n" + body + "\n", encoding="utf-8")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", str(script))
+
+
+def text_of(screen: RunbookScreen, selector: str) -> str:
+    return str(screen.query_one(selector, Static).render())
+
+
+async def open_book(pilot: Pilot[None], app: HalotermApp, name: str) -> RunbookScreen:
+    await pilot.pause()
+    await app.push_screen(RunbookScreen(name))
+    screen = app.screen
+    assert isinstance(screen, RunbookScreen)
+    await wait_for(pilot, lambda: bool(screen.versions), what="versions")
+    return screen
+
+
+async def test_definition_shows_params_triggers_and_steps(
+    services: Services, tmp_path: Path
+) -> None:
+    add_book(services, tmp_path, BOOK)
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_book(pilot, app, "tidy-logs")
+        shown = text_of(screen, "#definition")
+        assert "Tidy the logs" in shown and "tidy-logs v1" in shown
+        assert "days" in shown and "integer" in shown and "default 7" in shown
+        assert "one of web, db" in shown
+        assert "manual" in shown
+        assert "1. prune  Prune old files  [shell]" in shown
+        assert "command: find /var/log/app -mtime +{{ params.days }}" in shown
+        assert "timeout 30s" in shown
+        assert "echo done [/var]" in shown
+        assert not screen.check_action("diff_versions", ())
+
+
+async def test_versions_and_diff(services: Services, tmp_path: Path) -> None:
+    add_book(services, tmp_path, BOOK)
+    second = BOOK.replace("Tidy the logs", "Tidy logs")
+    add_book(services, tmp_path, second)
+    add_book(services, tmp_path, second.replace("default: 7,", "default: 14,"))
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_book(pilot, app, "tidy-logs")
+        assert [v.version for v in screen.versions] == [3, 2, 1]
+        screen.query_one(TabbedContent).active = "versions-tab"
+        table = screen.query_one("#versions", DataTable)
+        table.focus()
+        await pilot.pause()
+
+        # v3 (the cursor) against the one before it.
+        await pilot.press("d")
+        diff = text_of(screen, "#diff")
+        assert "--- tidy-logs v2" in diff and "+++ tidy-logs v3" in diff
+        assert "-  days: {type: integer, default: 7, min: 1}" in diff
+        assert "+  days: {type: integer, default: 14, min: 1}" in diff
+
+        # Mark v1, then diff v3 against it.
+        await pilot.press("down", "down", "space", "up", "up", "d")
+        diff = text_of(screen, "#diff")
+        assert "--- tidy-logs v1" in diff and "+++ tidy-logs v3" in diff
+        assert "-title: Tidy the logs" in diff and "+title: Tidy logs" in diff
+
+
+def test_render_diff_of_identical_versions(services: Services) -> None:
+    (stored,) = services.store.runbook_versions("store-maintenance")
+    assert "the same source" in render_diff(stored, stored).plain
+
+
+async def test_r_opens_the_run_form(services: Services, tmp_path: Path) -> None:
+    from haloterm.screens.run_form import RunForm
+
+    add_book(services, tmp_path, BOOK)
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_book(pilot, app, "tidy-logs")
+        assert screen.check_action("run_runbook", ())
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, RunForm)
+
+
+async def test_edit_saves_a_valid_draft_as_a_new_version(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_book(services, tmp_path, BOOK)
+    editor(tmp_path, monkeypatch, "sed -i 's/^title: .*/title: Edited title/' \"$1\"")
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_book(pilot, app, "tidy-logs")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: len(screen.versions) == 2, what="v2")
+        latest = services.store.get_runbook("tidy-logs")
+        assert latest is not None and latest.version == 2
+        assert latest.runbook.title == "Edited title"
+        assert latest.author == "alice"
+        assert not draft_path("tidy-logs").exists()
+        assert "Edited title" in text_of(screen, "#definition")
+
+
+async def test_invalid_draft_is_kept_and_nothing_stored(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_book(services, tmp_path, BOOK)
+    editor(tmp_path, monkeypatch, "echo 'retries: 3' >> \"$1\"")
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_book(pilot, app, "tidy-logs")
+        await pilot.press("e")
+        problems = screen.query_one("#edit-problems", Static)
+        await wait_for(pilot, lambda: bool(problems.display), what="problems")
+        shown = text_of(screen, "#edit-problems")
+        assert "nothing was stored" in shown
+        assert "tidy-logs.yaml:17:1" in shown and "retries" in shown
+        assert [v.version for v in services.store.runbook_versions("tidy-logs")] == [1]
+        draft = draft_path("tidy-logs")
+        assert draft.exists() and "retries: 3" in draft.read_text()
+
+        # The next edit starts from the kept draft; fixed, it is saved.
+        editor(tmp_path, monkeypatch, "sed -i '/^retries: 3$/d' \"$1\"")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: not problems.display, what="fixed")
+        # Same content as v1: nothing new stored, and the draft is gone.
+        assert [v.version for v in services.store.runbook_versions("tidy-logs")] == [1]
+        assert not draft.exists()
+
+
+async def test_renaming_in_the_draft_is_refused(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_book(services, tmp_path, BOOK)
+    editor(tmp_path, monkeypatch, "sed -i 's/^name: .*/name: other-name/' \"$1\"")
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_book(pilot, app, "tidy-logs")
+        await pilot.press("e")
+        problems = screen.query_one("#edit-problems", Static)
+        await wait_for(pilot, lambda: bool(problems.display), what="problems")
+        assert "'other-name'" in text_of(screen, "#edit-problems")
+        assert services.store.get_runbook("other-name") is None
+        assert draft_path("tidy-logs").exists()
+
+
+async def test_failed_editor_keeps_the_draft(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_book(services, tmp_path, BOOK)
+    editor(tmp_path, monkeypatch, "exit 4")
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_book(pilot, app, "tidy-logs")
+        await pilot.press("e")
+        await pilot.pause()
+        assert any("status 4" in n.message for n in app._notifications)
+        assert draft_path("tidy-logs").exists()
+        assert len(services.store.runbook_versions("tidy-logs")) == 1
