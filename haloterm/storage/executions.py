@@ -342,9 +342,10 @@ class ExecutionStore(StoreCore):
     def interrupt_dead_owners(self, ttl: float, *, actor: str) -> list[int]:
         """Mark the unfinished executions of dead owners ``interrupted``.
 
-        An owner is dead when its heartbeat is older than ``ttl`` seconds and, when
-        it ran on this host, its process no longer exists. Its running or waiting
-        step runs fail with reason ``interrupted``; its row is removed.
+        An owner on this host is dead when its process no longer exists; an owner
+        on another host when its heartbeat is older than ``ttl`` seconds. Its
+        running or waiting step runs fail with reason ``interrupted``; its row is
+        removed.
 
         Returns:
             The ids of the executions interrupted.
@@ -354,14 +355,18 @@ class ExecutionStore(StoreCore):
         here = socket.gethostname()
 
         def sweep(conn: sqlite3.Connection) -> list[int]:
-            owners = conn.execute(
-                "SELECT * FROM owners WHERE heartbeat_at < ?", (cutoff,)
-            ).fetchall()
             interrupted: list[int] = []
-            for owner in owners:
-                if owner["hostname"] == here and pid_alive(owner["pid"]):
-                    continue
-                interrupted += self._interrupt_owner(conn, owner, actor, to_text(now))
+            for owner in conn.execute("SELECT * FROM owners").fetchall():
+                if owner["hostname"] == here:
+                    # A process of this host is dead the moment its pid is gone;
+                    # no need to wait out the heartbeat.
+                    dead = not pid_alive(owner["pid"])
+                else:
+                    dead = owner["heartbeat_at"] < cutoff
+                if dead:
+                    interrupted += self._interrupt_owner(
+                        conn, owner, actor, to_text(now)
+                    )
             return interrupted
 
         ids = self.write(sweep)

@@ -180,8 +180,32 @@ _AUDIT_APPEND_ONLY = [
     BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""",
 ]
 
+# Log lines keyed by (execution, seq) in a WITHOUT ROWID table: one b-tree fewer
+# to update per line than a rowid table with its own (execution, seq) index, which
+# is most of the ingest rate (bench/log_ingest.py).
+_LOG_LINES_BY_SEQ = [
+    """CREATE TABLE log_lines_by_seq (
+        execution_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        step_id TEXT NOT NULL,
+        host TEXT NOT NULL DEFAULT '',
+        stream TEXT NOT NULL,
+        at TEXT NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    ) WITHOUT ROWID""",
+    """INSERT OR IGNORE INTO log_lines_by_seq
+        (execution_id, seq, step_id, host, stream, at, text)
+        SELECT execution_id, seq, step_id, host, stream, at, text
+        FROM log_lines ORDER BY id""",
+    "DROP TABLE log_lines",
+    "ALTER TABLE log_lines_by_seq RENAME TO log_lines",
+    "CREATE INDEX ix_log_lines_step ON log_lines (execution_id, step_id, seq)",
+]
+
 MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
     ("0001_initial", [*_TABLES, *_INDEXES, *_AUDIT_APPEND_ONLY]),
+    ("0002_log_lines_by_seq", _LOG_LINES_BY_SEQ),
 )
 """Every migration, oldest first: (name, statements)."""
 

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ _INSERT_LINE = (
     "INSERT INTO log_lines (execution_id, seq, step_id, host, stream, at, text)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_LINE_OR_IGNORE = _INSERT_LINE.replace("INSERT", "INSERT OR IGNORE", 1)
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 LineRow = tuple[int, int, str, str, str, str, str]
 
@@ -81,7 +83,7 @@ class Writer:
         *,
         batch_interval: float = 0.025,
         batch_lines: int = 2000,
-        max_pending_lines: int = 200_000,
+        max_pending_lines: int = 50_000,
         busy_retry_for: float = 300.0,
     ) -> None:
         self._conn = conn
@@ -197,7 +199,7 @@ class Writer:
         return live, lines
 
     def _commit(self, jobs: list[_Job], lines: list[LogLine]) -> None:
-        rows = [_line_row(line) for line in lines]
+        rows = _line_rows(lines)
         started = time.monotonic()
         attempt = 0
         while True:
@@ -289,23 +291,43 @@ class Writer:
         try:
             conn.executemany(_INSERT_LINE, rows)
         except (sqlite3.DataError, sqlite3.IntegrityError, UnicodeError, ValueError):
-            # One bad line (a lone surrogate, say) must not cost the whole batch.
+            # One bad line (a lone surrogate, a repeated seq) must not cost the
+            # whole batch.
             conn.execute("ROLLBACK TO lines")
+            dropped = 0
             for row in rows:
-                conn.execute(_INSERT_LINE, _sanitised(row))
+                cursor = conn.execute(_INSERT_LINE_OR_IGNORE, _sanitised(row))
+                dropped += cursor.rowcount == 0
+            if dropped:
+                logger.warning(
+                    "%s: %d log lines repeated an existing (execution, seq); kept the"
+                    " first",
+                    self._path,
+                    dropped,
+                )
         conn.execute("RELEASE lines")
 
 
-def _line_row(line: LogLine) -> LineRow:
-    return (
-        line.execution_id,
-        line.seq,
-        line.step_id,
-        line.host,
-        line.stream,
-        to_text(line.at),
-        line.text,
-    )
+def _line_rows(lines: list[LogLine]) -> list[LineRow]:
+    # Lines of one read share a timestamp; render each distinct one once.
+    stamps: dict[datetime, str] = {}
+    rows = []
+    for line in lines:
+        at = stamps.get(line.at)
+        if at is None:
+            at = stamps[line.at] = to_text(line.at)
+        rows.append(
+            (
+                line.execution_id,
+                line.seq,
+                line.step_id,
+                line.host,
+                line.stream,
+                at,
+                line.text,
+            )
+        )
+    return rows
 
 
 def _sanitised(row: LineRow) -> LineRow:

@@ -51,10 +51,10 @@ def test_a_dead_owner_on_this_host_is_interrupted(
     finished = running(store, "dead")
     store.update_execution(finished, status="succeeded")
 
-    assert store.interrupt_dead_owners(10, actor="haloterm") == []
-    clock.advance(11)
-    # The live process's heartbeat is stale too, but its pid still exists.
+    # On this host a vanished pid is enough; a stale heartbeat is not.
     assert store.interrupt_dead_owners(10, actor="haloterm") == [victim]
+    clock.advance(11)
+    assert store.interrupt_dead_owners(10, actor="haloterm") == []
 
     execution = store.get_execution(victim)
     assert execution is not None

@@ -129,3 +129,30 @@ def test_a_closed_store_refuses_work(db_path: Path) -> None:
         store.create_ticket(title="late", actor="alice")
     with pytest.raises(StoreError, match="closed"):
         store.get_ticket(1)
+
+
+def test_upgrading_a_first_version_file_keeps_its_log_lines(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute(
+        "CREATE TABLE migrations (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " name TEXT NOT NULL UNIQUE, applied_at TEXT NOT NULL)"
+    )
+    name, statements = MIGRATIONS[0]
+    for statement in statements:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO migrations (name, applied_at) VALUES (?, 'then')", (name,)
+    )
+    conn.executemany(
+        "INSERT INTO log_lines (execution_id, seq, step_id, host, stream, at, text)"
+        " VALUES (?, ?, 's', '', 'stdout', '2026-03-29T00:30:00.000000+00:00', ?)",
+        [(1, 1, "one"), (1, 2, "two"), (2, 1, "other")],
+    )
+    conn.close()
+    with Store.open(db_path) as store:
+        assert [line.text for line in store.get_logs(1)] == ["one", "two"]
+        assert store.log_count(2) == 1
+        store.append_logs(store.get_logs(1)[:1])
+        store.flush()
+        assert store.log_count(1) == 2

@@ -168,3 +168,16 @@ def test_a_database_locked_for_too_long_fails_the_write_cleanly(db_path: Path) -
         holder.close()
     assert store.create_ticket(title="later", actor="alice") == 1
     store.close()
+
+
+def test_a_repeated_seq_keeps_the_first_line_and_the_rest_of_the_batch(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.append_logs(lines(1, 1, 3))
+    store.flush()
+    caplog.set_level(logging.WARNING, logger="haloterm.storage.writer")
+    repeat = LogLine(1, "s1", "", "stdout", 2, AT, "again")
+    store.append_logs([repeat, *lines(1, 4, 2)])
+    store.flush()
+    assert [x.text for x in store.get_logs(1)] == [f"line {n}" for n in range(1, 6)]
+    assert any("repeated" in r.getMessage() for r in caplog.records)
