@@ -92,7 +92,7 @@ class TicketScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#suggested", DataTable).add_columns("Runbook", "Why")
+        self.query_one("#suggested", DataTable).add_columns("Runbook (★ fits)")
         self.query_one("#runs", DataTable).add_columns("#", "Runbook", "Status")
         self.query_one("#suggested", DataTable).focus()
         self.load_ticket()
@@ -143,9 +143,9 @@ class TicketScreen(Screen[None]):
         keep = table.cursor_row
         table.clear()
         for item in suggestions:
-            mark = Text("★ fits", style="bold") if item.matched else Text("manual")
-            title = Text(item.title, no_wrap=True, overflow="ellipsis")
-            table.add_row(title, mark, key=item.name)
+            title = Text("★ " if item.matched else "  ", style="bold")
+            title.append(item.title)
+            table.add_row(title, key=item.name)
         if suggestions:
             table.move_cursor(row=min(keep, len(suggestions) - 1), animate=False)
 

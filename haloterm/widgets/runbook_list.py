@@ -31,10 +31,10 @@ class RunbookList(DataTable[Any]):
         self.summaries: list[RunbookSummary] = []
 
     def on_mount(self) -> None:
-        self.add_column("Runbook", key="title")
+        self.add_column("Runbook", key="title", width=34)
+        self.add_column("Last run", key="last", width=13)
+        self.add_column("Success", key="rate", width=10)
         self.add_column("Tags", key="tags")
-        self.add_column("Last run", key="last")
-        self.add_column("Success", key="rate")
         self.reload()
 
     @work(thread=True, exclusive=True, group="runbook-list", exit_on_error=False)
@@ -65,7 +65,7 @@ class RunbookList(DataTable[Any]):
             rate = Text("-", style="dim")
         else:
             rate = Text(f"{summary.success_rate:.0%} of {summary.runs}")
-        return [title, tags, last, rate]
+        return [title, last, rate, tags]
 
     @property
     def selected_name(self) -> str | None:
