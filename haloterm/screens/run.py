@@ -434,7 +434,7 @@ first; reject needs a comment.
                 label.append(f" @ {scope.host}")
         view = self.query_one(LogView)
         label.append(
-            "  · following" if view.follow else "  · paused (f to follow)",
+            " · following" if view.follow else " · paused (f to follow)",
             style=Style(dim=True),
         )
         self.query_one("#log-title", Static).update(label)

@@ -26,6 +26,10 @@ from haloterm.widgets.status import elapsed, format_duration, status_text
 
 NodeKind = Literal["step", "host", "child"]
 
+STATUS_WIDTH = 11
+"""Cells given to the status glyph and word, so titles line up."""
+_DIM = Style(dim=True)
+
 
 class StepState(Protocol):
     """What the tree reads from a ``StepRun`` row or a ``StepChanged`` event."""
@@ -293,29 +297,29 @@ class StepTree(Tree[StepNode]):
         variables = self.app.theme_variables if self.is_attached else None
         unreached = data.only_on_failure and data.status == "pending"
         label = status_text(data.status, frame=self.frame, variables=variables)
-        label.pad_right(13 - label.cell_len)
-        title = Text(data.title, style=Style(dim=True) if unreached else "")
-        label.append_text(title)
+        label.pad_right(max(STATUS_WIDTH, label.cell_len + 1) - label.cell_len)
+        label.append_text(Text(data.title, style=_DIM if unreached else ""))
         if data.kind == "step":
-            label.append(f" · {data.action}", style=Style(dim=True))
+            label.append(f" · {data.action}", style=_DIM)
         if unreached:
             label.append(" (on failure)", style=Style(dim=True, italic=True))
-        details = self._details(data)
+        reason = data.reason.splitlines()[0] if data.reason else ""
+        if reason and data.status != "passed":
+            label.append(" — ", style=_DIM)
+            label.append(reason)
+        details = self._details(data, reason)
         if details:
-            label.append("  " + details, style=Style(dim=True))
-        if data.reason and data.status != "passed":
-            label.append("  — ", style=Style(dim=True))
-            label.append(data.reason.splitlines()[0] if data.reason else "")
+            label.append("  " + details, style=_DIM)
         return label
 
-    def _details(self, data: StepNode) -> str:
+    def _details(self, data: StepNode, reason: str) -> str:
         parts: list[str] = []
         seconds = elapsed(data.started_at, data.finished_at, self.clock())
         if seconds is not None:
             parts.append(format_duration(seconds))
         if data.attempts > 1:
             parts.append(f"attempt {data.attempts}")
-        if data.exit_code not in (None, 0):
+        if data.exit_code not in (None, 0) and f"exit {data.exit_code}" not in reason:
             parts.append(f"exit {data.exit_code}")
         return " ".join(parts)
 

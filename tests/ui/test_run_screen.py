@@ -6,8 +6,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 from textual.screen import Screen
+from textual.widgets import Input
 
 from haloterm.app import HalotermApp, create_app
 from haloterm.screens.dialogs import CommentScreen, ConfirmScreen
@@ -382,3 +384,93 @@ async def test_child_run_nests_and_enter_opens_it(
         assert current(app) is screen
 
     await drive(services, scenario)
+
+
+# ---------------------------------------------------------------------- snapshots
+
+SnapCompare = Callable[..., bool]
+
+SNAP = r"""
+name: snap
+title: Restart [web] tier
+steps:
+  - id: colours
+    name: Print colours
+    action: shell
+    with:
+      command: |
+        printf '\033[0;32mok=12\033[0m \033[1;31mfailed=1\033[0m\n'
+        printf '\033]0;owned-title\007title\n'
+        echo '[ERROR] [/etc/nginx/nginx.conf] failed'
+  - id: soft-fail
+    action: shell
+    with: {command: "exit 3"}
+    on_failure: continue
+  - id: nap
+    action: wait
+    with: {duration: 60s}
+  - id: after
+    action: shell
+    with: {command: "echo after"}
+  - id: cleanup
+    action: shell
+    only_on_failure: true
+    with: {command: "echo cleaning"}
+"""
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    await wait_for(pilot, lambda: True)
+    for search in pilot.app.screen.query(Input):
+        search.cursor_blink = False
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [(100, 30), (80, 24)])
+def test_snapshot_live_run(
+    snap_compare: SnapCompare, services: Services, tmp_path: Path, size: Any
+) -> None:
+    """A run in progress: header "Restart [web] tier v1 · run #1 ⠋ running",
+    "operator alice · trigger manual · elapsed 0ms"; the tree shows Print colours
+    "✔ passed", soft-fail "✘ failed … exit 3 — exit 3", nap "⠋ running" (spinner
+    frozen at its first frame), after "○ pending" and cleanup dim with
+    "(on failure)"; the log pane, titled "Output: colours · following", shows
+    "ok=12" in green and "failed=1" in bold red, then "title" (no window-title
+    text) and "[ERROR] [/etc/nginx/nginx.conf] failed" literally."""
+    add_runbook(services, tmp_path, SNAP)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, HalotermApp)
+        app.animation_level = "none"
+        screen = await open_run(pilot, app, "snap")
+        await wait_for(pilot, lambda: "running" in label(screen, "nap"))
+        view = screen.query_one(LogView)
+        await wait_for(pilot, lambda: view.line_count >= 3, what="log")
+        await settle(pilot)
+
+    app = create_app(services)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def test_snapshot_waiting_approval(
+    snap_compare: SnapCompare, services: Services, tmp_path: Path
+) -> None:
+    """A run waiting on approval, cursor on the waiting step: the tree shows
+    ask "⏸ waiting" and done "○ pending"; the header adds "⏸ waiting approval for
+    ask: Restart [/var] now? (approvers: alice)  y approve · n reject", brackets
+    shown literally; the footer offers Approve and Reject."""
+    add_runbook(services, tmp_path, APPROVE)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, HalotermApp)
+        app.animation_level = "none"
+        screen = await open_run(pilot, app, "gated")
+        await wait_for(pilot, lambda: "waiting" in label(screen, "ask"))
+        await wait_for(pilot, lambda: "Restart [/var]" in header(screen))
+        await settle(pilot)
+
+    assert snap_compare(
+        create_app(services), terminal_size=(100, 30), run_before=run_before
+    )
