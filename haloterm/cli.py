@@ -196,7 +196,9 @@ def runbooks(ctx: Ctx, as_json: bool) -> None:
         return
     for r in rows:
         rate = "-" if r.success_rate is None else f"{r.success_rate:.0%}"
-        click.echo(f"{r.name:32} v{r.version:<3} runs {r.runs:<5} ok {rate:>4}  {r.title}")
+        click.echo(
+            f"{r.name:32} v{r.version:<3} runs {r.runs:<5} ok {rate:>4}  {r.title}"
+        )
 
 
 @main.command()
@@ -206,7 +208,10 @@ def actions(as_json: bool) -> None:
     from haloterm.plugins.registry import default_registry
 
     registry = default_registry()
-    rows = [{"name": n, "description": registry.get(n).description} for n in registry.names()]
+    rows = [
+        {"name": n, "description": registry.get(n).description}
+        for n in registry.names()
+    ]
     broken = [{"name": b.name, "error": b.error} for b in registry.broken]
     if as_json:
         emit_json({"actions": rows, "broken": broken})
@@ -256,11 +261,19 @@ class RunPrinter:
         elif isinstance(event, LogBatch):
             for line in event.lines:
                 where = f"{line.step_id}@{line.host}" if line.host else line.step_id
-                mark = "!" if line.stream == "stderr" else ("*" if line.stream == "info" else "|")
-                click.echo(f"[{line.execution_id}] {where} {mark} {self.clean(line.text)}")
+                mark = (
+                    "!"
+                    if line.stream == "stderr"
+                    else ("*" if line.stream == "info" else "|")
+                )
+                click.echo(
+                    f"[{line.execution_id}] {where} {mark} {self.clean(line.text)}"
+                )
 
 
-def _read_secrets(svc: Any, name: str, given: dict[str, str], interactive: bool) -> None:
+def _read_secrets(
+    svc: Any, name: str, given: dict[str, str], interactive: bool
+) -> None:
     stored = svc.store.get_runbook(name)
     if stored is None:
         return
@@ -281,7 +294,9 @@ def _read_secrets(svc: Any, name: str, given: dict[str, str], interactive: bool)
 @click.option("-p", "--param", "pairs", multiple=True, help="A param as key=value.")
 @click.option("--ticket", type=int, help="Run against this ticket.")
 @click.option("--no-wait", is_flag=True, help="Return once the run waits for approval.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final execution as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the final execution as JSON."
+)
 @pass_ctx
 def run(
     ctx: Ctx,
@@ -317,7 +332,9 @@ def run(
             if not as_json:
                 click.echo(f"execution {execution_id} started ({name})")
             if no_wait:
-                status = await svc.engine.wait_until(execution_id, {ExecutionStatus.WAITING})
+                status = await svc.engine.wait_until(
+                    execution_id, {ExecutionStatus.WAITING}
+                )
             else:
                 status = await svc.engine.wait(execution_id)
         finally:
@@ -342,10 +359,18 @@ async def _report(svc: Any, execution_id: int, status: Any, as_json: bool) -> in
 
 def _execution_json(svc: Any, execution: Any, *, with_logs: bool) -> dict[str, Any]:
     data: dict[str, Any] = execution.model_dump(mode="json")
-    data["steps"] = [r.model_dump(mode="json") for r in svc.store.step_runs(execution.id)]
+    data["steps"] = [
+        r.model_dump(mode="json") for r in svc.store.step_runs(execution.id)
+    ]
     if with_logs:
         data["log"] = [
-            {"seq": ln.seq, "step": ln.step_id, "host": ln.host, "stream": ln.stream, "text": ln.text}
+            {
+                "seq": ln.seq,
+                "step": ln.step_id,
+                "host": ln.host,
+                "stream": ln.stream,
+                "text": ln.text,
+            }
             for ln in svc.store.get_logs(execution.id, limit=100_000)
         ]
     return data
@@ -359,7 +384,12 @@ def _execution_json(svc: Any, execution: Any, *, with_logs: bool) -> dict[str, A
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def executions(
-    ctx: Ctx, runbook: str | None, status: str | None, ticket: int | None, limit: int, as_json: bool
+    ctx: Ctx,
+    runbook: str | None,
+    status: str | None,
+    ticket: int | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """List executions, newest first."""
     with services(ctx) as svc:
@@ -372,7 +402,10 @@ def executions(
     for e in rows:
         when = e.created_at.strftime("%Y-%m-%d %H:%M:%S")
         t = f"ticket {e.ticket_id}" if e.ticket_id else ""
-        click.echo(f"{e.id:>6}  {when}  {e.status.value:<11} {e.runbook:<32} {e.operator:<10} {t}")
+        click.echo(
+            f"{e.id:>6}  {when}  {e.status.value:<11} {e.runbook:<32} "
+            f"{e.operator:<10} {t}"
+        )
 
 
 @main.command()
@@ -394,7 +427,8 @@ def show(ctx: Ctx, execution_id: int, as_json: bool) -> None:
         return
     click.echo(
         f"execution {execution.id}: {execution.runbook} v{execution.version} "
-        f"{execution.status.value}" + (f" ({execution.reason})" if execution.reason else "")
+        f"{execution.status.value}"
+        + (f" ({execution.reason})" if execution.reason else "")
     )
     click.echo(f"  operator {execution.operator}, trigger {execution.trigger}")
     if execution.params:
@@ -419,11 +453,15 @@ def cancel(ctx: Ctx, execution_id: int, reason: str | None) -> None:
 
     async def body(svc: Any) -> int:
         try:
-            done = await svc.engine.cancel(execution_id, actor=svc.operator, reason=reason)
+            done = await svc.engine.cancel(
+                execution_id, actor=svc.operator, reason=reason
+            )
         except StartError as exc:
             click.echo(f"haloterm: {exc}", err=True)
             return EXIT_INPUT
-        click.echo(f"execution {execution_id} cancelled" if done else "already finished")
+        click.echo(
+            f"execution {execution_id} cancelled" if done else "already finished"
+        )
         return EXIT_OK if done else EXIT_FAILED
 
     sys.exit(run_async(ctx, body))
@@ -445,7 +483,9 @@ async def _continue(svc: Any, execution_id: int, from_step: str | None) -> int:
     unsubscribe = svc.engine.bus.subscribe(RunPrinter(ids))
     try:
         try:
-            await svc.engine.adopt(execution_id, from_step=from_step, actor=svc.operator)
+            await svc.engine.adopt(
+                execution_id, from_step=from_step, actor=svc.operator
+            )
         except StartError as exc:
             click.echo(f"haloterm: {exc}", err=True)
             return EXIT_INPUT
@@ -455,21 +495,31 @@ async def _continue(svc: Any, execution_id: int, from_step: str | None) -> int:
     return await _report(svc, execution_id, status, False)
 
 
-def _decide(ctx: Ctx, execution_id: int, step: str, decision: str, comment: str | None) -> None:
+def _decide(
+    ctx: Ctx, execution_id: int, step: str, decision: str, comment: str | None
+) -> None:
     from haloterm.models import ExecutionStatus
     from haloterm.storage import ApprovalRefused
 
     async def body(svc: Any) -> int:
         try:
             await svc.engine.decide(
-                execution_id, step, actor=svc.operator, decision=decision, comment=comment
+                execution_id,
+                step,
+                actor=svc.operator,
+                decision=decision,
+                comment=comment,
             )
         except ApprovalRefused as exc:
             click.echo(f"haloterm: refused: {exc}", err=True)
             return EXIT_FAILED
         click.echo(f"{decision} step {step} of execution {execution_id}")
         execution = await svc.store.call(svc.store.get_execution, execution_id)
-        owned = execution and execution.owner_id and await _owner_alive(svc, execution.owner_id)
+        owned = (
+            execution
+            and execution.owner_id
+            and await _owner_alive(svc, execution.owner_id)
+        )
         if execution and execution.status is ExecutionStatus.WAITING and not owned:
             return await _continue(svc, execution_id, None)
         return EXIT_OK
@@ -533,12 +583,17 @@ def ticket() -> None:
 @ticket.command("new")
 @click.option("--title", required=True)
 @click.option(
-    "--priority", type=click.Choice(["P1", "P2", "P3", "P4"]), default="P3", show_default=True
+    "--priority",
+    type=click.Choice(["P1", "P2", "P3", "P4"]),
+    default="P3",
+    show_default=True,
 )
 @click.option(
     "--type",
     "type_",
-    type=click.Choice(["incident", "request", "change", "problem", "task", "onboarding"]),
+    type=click.Choice(
+        ["incident", "request", "change", "problem", "task", "onboarding"]
+    ),
     default="incident",
     show_default=True,
 )
@@ -571,7 +626,9 @@ def ticket_new(
 
 
 @ticket.command("list")
-@click.option("--filter", "filter_text", default="", help='e.g. "priority:P1 status:open".')
+@click.option(
+    "--filter", "filter_text", default="", help='e.g. "priority:P1 status:open".'
+)
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
@@ -615,7 +672,10 @@ def ticket_show(ctx: Ctx, ticket_id: int, as_json: bool) -> None:
     if t.description:
         click.echo(f"\n{t.description}\n")
     for h in history:
-        click.echo(f"  {h.at:%Y-%m-%d %H:%M:%S} {h.actor}: {h.kind} {json.dumps(h.data, ensure_ascii=False)}")
+        click.echo(
+            f"  {h.at:%Y-%m-%d %H:%M:%S} {h.actor}: {h.kind} "
+            + json.dumps(h.data, ensure_ascii=False)
+        )
     for e in runs:
         click.echo(f"  execution {e.id} {e.runbook} {e.status.value}")
 
@@ -638,12 +698,70 @@ def audit(ctx: Ctx, as_json: bool, as_csv: bool, limit: int) -> None:
         return
     if as_csv:
         out = io.StringIO()
-        fields = ["id", "at", "actor", "action", "target_type", "target_id", "origin", "detail"]
+        fields = [
+            "id",
+            "at",
+            "actor",
+            "action",
+            "target_type",
+            "target_id",
+            "origin",
+            "detail",
+        ]
         writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for rec in records:
-            writer.writerow({**rec, "detail": json.dumps(rec.get("detail"), ensure_ascii=False)})
+            writer.writerow(
+                {**rec, "detail": json.dumps(rec.get("detail"), ensure_ascii=False)}
+            )
         click.echo(out.getvalue(), nl=False)
         return
     for r in rows:
-        click.echo(f"{r.at:%Y-%m-%d %H:%M:%S} {r.actor:<24} {r.action:<20} {r.target_type} {r.target_id}")
+        click.echo(
+            f"{r.at:%Y-%m-%d %H:%M:%S} {r.actor:<24} {r.action:<20} "
+            f"{r.target_type} {r.target_id}"
+        )
+
+
+# --------------------------------------------------------------------------- hosts
+
+
+@main.group()
+def hosts() -> None:
+    """SSH host keys haloterm trusts."""
+
+
+@hosts.command("trust")
+@click.argument("host")
+@click.option(
+    "--port", type=int, help="Port, overriding the inventory and ~/.ssh/config."
+)
+@pass_ctx
+def hosts_trust(ctx: Ctx, host: str, port: int | None) -> None:
+    """Fetch HOST's key, show its fingerprint, and trust it (audited).
+
+    A host whose known key differs is refused: that is what an attack looks like.
+    """
+    from haloterm.plugins.ssh_hosts import HostKeyChanged, HostKeyError, trust_host
+
+    with services(ctx) as svc:
+        try:
+            keytype, fingerprint = asyncio.run(
+                trust_host(
+                    host, port, actor=svc.operator, inventory=svc.settings.inventory
+                )
+            )
+        except HostKeyChanged as exc:
+            click.echo(f"haloterm: refused: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        except HostKeyError as exc:
+            click.echo(f"haloterm: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        svc.store.audit(
+            actor=svc.operator,
+            action="host.trust",
+            target_type="host",
+            target_id=host,
+            detail={"keytype": keytype, "fingerprint": fingerprint, "port": port},
+        )
+    click.echo(f"trusted {host}: {keytype} {fingerprint}")

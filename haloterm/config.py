@@ -1,4 +1,5 @@
-"""Settings from ``haloterm.toml`` and ``HALOTERM_*`` variables; paths from platformdirs.
+"""Settings from ``haloterm.toml`` and ``HALOTERM_*`` variables; paths from
+platformdirs.
 
 Lookup order for each setting: the command line, then the environment, then the config
 file, then the default. The config file lives at ``<user config dir>/haloterm.toml``
@@ -151,7 +152,9 @@ def load_secrets(settings: Settings) -> dict[str, str]:
     path = settings.secrets_file or config_dir() / "secrets.toml"
     if path.exists():
         if path.stat().st_mode & 0o077:
-            raise ConfigError(f"{path}: secrets file must not be readable by others (chmod 600)")
+            raise ConfigError(
+                f"{path}: secrets file must not be readable by others (chmod 600)"
+            )
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

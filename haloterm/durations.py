@@ -1,4 +1,4 @@
-"""Durations as runbook files write them: ``500ms``, ``30s``, ``5m``, ``1h30m``, ``2d``."""
+"""Durations as runbook files write them: ``500ms``, ``30s``, ``5m``, ``1h30m``."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def parse_duration(value: object) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Render seconds compactly for people: ``850ms``, ``12.3s``, ``4m05s``, ``2h10m``."""
+    """Render seconds compactly for people: ``850ms``, ``12.3s``, ``4m05s``."""
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:

@@ -36,11 +36,8 @@ def setup_logging(level: str = "INFO", *, stderr: bool = False) -> Path:
     """
     path = log_file()
     path.parent.mkdir(parents=True, exist_ok=True)
+    teardown_logging()
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_haloterm", False):
-            root.removeHandler(handler)
-            handler.close()
     handlers: list[logging.Handler] = [
         logging.handlers.RotatingFileHandler(
             path, maxBytes=10 * 1024 * 1024, backupCount=3, encoding="utf-8"
@@ -57,3 +54,12 @@ def setup_logging(level: str = "INFO", *, stderr: bool = False) -> Path:
     for noisy in ("asyncssh", "httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
     return path
+
+
+def teardown_logging() -> None:
+    """Remove and close the handlers :func:`setup_logging` added."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_haloterm", False):
+            root.removeHandler(handler)
+            handler.close()

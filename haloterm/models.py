@@ -97,7 +97,9 @@ class Param(Strict):
             try:
                 re.compile(self.pattern)
             except re.error as exc:
-                raise ValueError(f"`pattern` is not a valid regular expression: {exc}")
+                raise ValueError(
+                    f"`pattern` is not a valid regular expression: {exc}"
+                ) from None
         if self.type is ParamType.SECRET and self.default is not None:
             raise ValueError(
                 "a secret param cannot have a default: secrets come from the "
@@ -140,7 +142,7 @@ class Schedule(Strict):
     every: Duration | None = None
     timezone: StrictStr = "UTC"
     misfire: Literal["coalesce", "skip"] = "coalesce"
-    """`coalesce` runs once for the latest missed slot within the grace; `skip` runs none."""
+    """`coalesce`: one run for the latest missed slot within the grace; `skip`: none."""
     misfire_grace: Duration = 3600.0
     allow_overlap: StrictBool = False
 
@@ -161,14 +163,20 @@ class Trigger(Strict):
     """Params for runs this trigger starts; values may be templates over `ticket`."""
     schedule: Schedule | None = None
     dedupe: StrictStr | None = None
-    """A template; rule firings that render the same key within `cooldown` are suppressed."""
+    """A template; firings rendering the same key within `cooldown` are suppressed."""
     cooldown: Duration | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Trigger:
-        kinds = [self.manual is not None, self.on is not None, self.schedule is not None]
+        kinds = [
+            self.manual is not None,
+            self.on is not None,
+            self.schedule is not None,
+        ]
         if sum(kinds) != 1:
-            raise ValueError("a trigger needs exactly one of `manual`, `on` or `schedule`")
+            raise ValueError(
+                "a trigger needs exactly one of `manual`, `on` or `schedule`"
+            )
         if self.match is not None and self.on is None:
             raise ValueError("`match` only applies to an `on:` trigger")
         return self

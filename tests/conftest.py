@@ -1,4 +1,4 @@
-"""Fixtures every test gets: private config, data and state dirs, no stray environment."""
+"""Fixtures every test gets: private config, data and state dirs, a clean env."""
 
 from __future__ import annotations
 

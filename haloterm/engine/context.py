@@ -28,7 +28,10 @@ class StepLogAdapter(logging.LoggerAdapter[logging.Logger]):
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         extra = self.extra or {}
-        return f"[exec {extra.get('execution_id')} {extra.get('step_id')}] {msg}", kwargs
+        return (
+            f"[exec {extra.get('execution_id')} {extra.get('step_id')}] {msg}",
+            kwargs,
+        )
 
 
 class EngineContext(ActionContext):

@@ -1,4 +1,4 @@
-"""Events the engine publishes after each committed change, and the bus that carries them.
+"""Events the engine publishes after each committed change, and the bus carrying them.
 
 Every event describes a change that is already in the store: a subscriber that reads
 the store after an event sees at least that change. The bus lives in one asyncio loop;
@@ -91,7 +91,9 @@ class Notice:
     title: str | None = None
 
 
-Event = ExecutionChanged | StepChanged | LogBatch | ApprovalChanged | TicketChanged | Notice
+Event = (
+    ExecutionChanged | StepChanged | LogBatch | ApprovalChanged | TicketChanged | Notice
+)
 Subscriber = Callable[[Event], None]
 
 

@@ -25,7 +25,6 @@ from haloterm.engine.events import (
     ApprovalChanged,
     EventBus,
     ExecutionChanged,
-    LogBatch,
     LogLine,
     StepChanged,
     TicketChanged,
@@ -53,7 +52,6 @@ from haloterm.plugins.base import (
     ChildResult,
     StepResult,
 )
-
 from haloterm.storage import Approval, ApprovalRefused
 
 if TYPE_CHECKING:
@@ -167,7 +165,8 @@ class Engine:
             if busy:
                 ids = ", ".join(str(e.id) for e in busy)
                 raise StartError(
-                    f"{book.name} is single-instance and already running (execution {ids})"
+                    f"{book.name} is single-instance and already running "
+                    f"(execution {ids})"
                 )
         if ticket_id is not None and await self._ticket(ticket_id) is None:
             raise StartError(f"no ticket {ticket_id}")
@@ -216,8 +215,10 @@ class Engine:
     async def wait_until(
         self, execution_id: int, statuses: set[ExecutionStatus]
     ) -> ExecutionStatus:
-        """Wait until an execution this engine runs reaches one of ``statuses`` or ends."""
-        reached: asyncio.Future[ExecutionStatus] = asyncio.get_running_loop().create_future()
+        """Wait until an execution run here reaches one of ``statuses`` or ends."""
+        reached: asyncio.Future[ExecutionStatus] = (
+            asyncio.get_running_loop().create_future()
+        )
 
         def watch(event: object) -> None:
             if (
@@ -232,7 +233,9 @@ class Engine:
         unsubscribe = self.bus.subscribe(watch)
         try:
             execution = await self.store.call(self.store.get_execution, execution_id)
-            if execution and (execution.status in statuses or execution.status.finished):
+            if execution and (
+                execution.status in statuses or execution.status.finished
+            ):
                 return execution.status
             run = self._runs.get(execution_id)
             if run is None or run.task is None:
@@ -271,12 +274,16 @@ class Engine:
         )
         run = self._runs.get(execution_id)
         if run is not None and run.task is not None and not run.task.done():
-            run.cancel_reason = f"cancelled by {actor}" + (f": {reason}" if reason else "")
+            run.cancel_reason = f"cancelled by {actor}" + (
+                f": {reason}" if reason else ""
+            )
             run.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(run.task)
             return True
-        await self._finish_orphan(execution, ExecutionStatus.CANCELLED, f"cancelled by {actor}")
+        await self._finish_orphan(
+            execution, ExecutionStatus.CANCELLED, f"cancelled by {actor}"
+        )
         return True
 
     async def decide(
@@ -330,13 +337,18 @@ class Engine:
             raise StartError(f"no execution {execution_id}")
         if execution_id in self.active:
             raise StartError(f"execution {execution_id} is already running here")
-        if execution.status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.CANCELLED) and from_step is None:
+        if (
+            execution.status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.CANCELLED)
+            and from_step is None
+        ):
             raise StartError(f"execution {execution_id} is {execution.status.value}")
         stored = await self.store.call(
             self.store.get_runbook, execution.runbook, execution.version
         )
         if stored is None:
-            raise StartError(f"runbook {execution.runbook} v{execution.version} is gone")
+            raise StartError(
+                f"runbook {execution.runbook} v{execution.version} is gone"
+            )
         book = stored.runbook
         values = dict(execution.params)
         missing = [n for n in book.secret_params if n not in self.secrets]
@@ -366,7 +378,9 @@ class Engine:
         for record in await self.store.call(self.store.step_runs, execution_id):
             if record.host == "":
                 run.steps[record.step_id] = record
-        first = itertools.count(await self.store.call(self.store.max_log_seq, execution_id) + 1)
+        first = itertools.count(
+            await self.store.call(self.store.max_log_seq, execution_id) + 1
+        )
         run.seq = first.__next__
         # Steps from the resume point on start over, except a waiting approval.
         for step in book.steps[index:]:
@@ -441,8 +455,12 @@ class Engine:
             status, reason = ExecutionStatus.CANCELLED, run.cancel_reason or "cancelled"
         except Exception as exc:
             logger.exception("execution %s crashed", run.execution_id)
-            status, reason = ExecutionStatus.FAILED, run.masker.mask(f"internal error: {exc}")
+            status, reason = (
+                ExecutionStatus.FAILED,
+                run.masker.mask(f"internal error: {exc}"),
+            )
         await self._skip_unreached(run)
+        await self._release(run)
         await self.logs.flush()
         await self._set_execution(
             run, status=status, reason=reason, finished_at=self.clock()
@@ -450,6 +468,15 @@ class Engine:
         logger.info("execution %s %s", run.execution_id, status.value)
         self._runs.pop(run.execution_id, None)
         return status
+
+    async def _release(self, run: RunState) -> None:
+        for name in {step.action for step in run.runbook.steps}:
+            try:
+                await self.registry.get(name).release(run.execution_id)
+            except Exception:
+                logger.exception(
+                    "action %s failed to release execution %s", name, run.execution_id
+                )
 
     async def _walk(
         self, run: RunState, index: int
@@ -461,7 +488,10 @@ class Engine:
             step = steps[index]
             visits += 1
             if visits > MAX_STEP_VISITS:
-                return ExecutionStatus.FAILED, f"more than {MAX_STEP_VISITS} steps run: goto loop?"
+                return (
+                    ExecutionStatus.FAILED,
+                    f"more than {MAX_STEP_VISITS} steps run: goto loop?",
+                )
             if step.only_on_failure and not branched:
                 index += 1
                 continue
@@ -475,7 +505,9 @@ class Engine:
                 index += 1
             elif isinstance(policy, Goto):
                 target = run.runbook.step_index(policy.goto)
-                await self._skip_between(run, index + 1, target, f"skipped by goto {policy.goto}")
+                await self._skip_between(
+                    run, index + 1, target, f"skipped by goto {policy.goto}"
+                )
                 index, branched = target, True
                 self._info(run, step.id, f"on failure: going to step {policy.goto}")
             elif isinstance(policy, RunRunbook):
@@ -504,12 +536,18 @@ class Engine:
             try:
                 go = self.renderer.condition(step.when, context)
             except TemplateError as exc:
-                await self._finish_step(run, step, StepResult.fail(self._mask(run, exc)))
+                await self._finish_step(
+                    run, step, StepResult.fail(self._mask(run, exc))
+                )
                 return False
             if not go:
                 await self._update_step(
-                    run, step.id, status=StepStatus.SKIPPED, reason="condition is false",
-                    started_at=self.clock(), finished_at=self.clock(),
+                    run,
+                    step.id,
+                    status=StepStatus.SKIPPED,
+                    reason="condition is false",
+                    started_at=self.clock(),
+                    finished_at=self.clock(),
                 )
                 return True
 
@@ -528,15 +566,23 @@ class Engine:
                 result = StepResult.fail(self._mask(run, _short_error(exc)))
                 break
             await self._update_step(
-                run, step.id, status=StepStatus.RUNNING, attempts=attempt,
+                run,
+                step.id,
+                status=StepStatus.RUNNING,
+                attempts=attempt,
                 started_at=self.clock() if attempt == 1 else record.started_at,
-                reason=None, exit_code=None, signal=None,
+                reason=None,
+                exit_code=None,
+                signal=None,
             )
-            result = await self._attempt(run, step, action, inputs, attempt, rendered.secret_env)
+            result = await self._attempt(
+                run, step, action, inputs, attempt, rendered.secret_env
+            )
             if result.passed or attempt == attempts:
                 break
             self._info(
-                run, step.id,
+                run,
+                step.id,
                 f"attempt {attempt} of {attempts} failed ({result.reason}); "
                 f"retrying in {delay:g}s",
             )
@@ -563,14 +609,19 @@ class Engine:
             note = f" ({ctx.cancel_note})" if ctx.cancel_note else ""
             result = StepResult.fail(f"timeout after {step.timeout:g}s{note}")
         except ActionError as exc:
-            result = StepResult.fail(self._mask(run, exc.reason), exit_code=exc.exit_code)
+            result = StepResult.fail(
+                self._mask(run, exc.reason), exit_code=exc.exit_code
+            )
         except asyncio.CancelledError:
             summary = ctx.close_outputs()
             note = f" ({ctx.cancel_note})" if ctx.cancel_note else ""
             await self._update_step(
-                run, step.id, status=StepStatus.FAILED,
+                run,
+                step.id,
+                status=StepStatus.FAILED,
                 reason=(run.cancel_reason or "cancelled") + note,
-                finished_at=self.clock(), outputs=summary,
+                finished_at=self.clock(),
+                outputs=summary,
             )
             raise
         except Exception as exc:
@@ -633,20 +684,29 @@ class Engine:
         await self.store.call(self.store.save_step_run, record)
         self._publish_step(record)
 
-    async def _skip_between(self, run: RunState, start: int, stop: int, reason: str) -> None:
+    async def _skip_between(
+        self, run: RunState, start: int, stop: int, reason: str
+    ) -> None:
         for step in run.runbook.steps[start:stop]:
             if run.steps[step.id].status is StepStatus.PENDING:
-                await self._update_step(run, step.id, status=StepStatus.SKIPPED, reason=reason)
+                await self._update_step(
+                    run, step.id, status=StepStatus.SKIPPED, reason=reason
+                )
 
     async def _skip_unreached(self, run: RunState) -> None:
         with contextlib.suppress(Exception):
             for step in run.runbook.steps:
                 if run.steps[step.id].status is StepStatus.PENDING:
                     why = "only on failure" if step.only_on_failure else "not reached"
-                    await self._update_step(run, step.id, status=StepStatus.SKIPPED, reason=why)
+                    await self._update_step(
+                        run, step.id, status=StepStatus.SKIPPED, reason=why
+                    )
 
     async def _set_execution(self, run: RunState, **changes: Any) -> None:
-        values = {k: (v.value if isinstance(v, ExecutionStatus) else v) for k, v in changes.items()}
+        values = {
+            k: (v.value if isinstance(v, ExecutionStatus) else v)
+            for k, v in changes.items()
+        }
         execution = await self.store.call(
             self.store.update_execution, run.execution_id, **values
         )
@@ -658,7 +718,11 @@ class Engine:
         for record in await self.store.call(self.store.step_runs, execution.id):
             if not record.status.finished:
                 failed = record.model_copy(
-                    update={"status": StepStatus.FAILED, "reason": reason, "finished_at": self.clock()}
+                    update={
+                        "status": StepStatus.FAILED,
+                        "reason": reason,
+                        "finished_at": self.clock(),
+                    }
                 )
                 await self.store.call(self.store.save_step_run, failed)
                 self._publish_step(failed)
@@ -740,7 +804,11 @@ class Engine:
         params: dict[str, Any] = {}
         for name, value in run.params.items():
             param = run.runbook.params.get(name)
-            if param is not None and param.type is ParamType.SECRET and value is not None:
+            if (
+                param is not None
+                and param.type is ParamType.SECRET
+                and value is not None
+            ):
                 params[name] = SecretValue(name, str(value))
             else:
                 params[name] = value
@@ -815,7 +883,10 @@ class Engine:
         outputs: dict[str, Any] = {}
         for record in await self.store.call(self.store.step_runs, child_id):
             if record.host == "":
-                outputs[record.step_id] = {"status": record.status.value, **record.outputs}
+                outputs[record.step_id] = {
+                    "status": record.status.value,
+                    **record.outputs,
+                }
         return ChildResult(
             execution_id=child_id,
             status=status.value,
@@ -838,10 +909,14 @@ class Engine:
         self, run: RunState, step_id: str, request: ApprovalRequest
     ) -> ApprovalOutcome:
         """Put a step in ``waiting`` until its approval is decided or times out."""
-        approval = await self.store.call(self.store.get_approval, run.execution_id, step_id)
+        approval = await self.store.call(
+            self.store.get_approval, run.execution_id, step_id
+        )
         if approval is None:
             deadline = (
-                self.clock() + timedelta(seconds=request.timeout) if request.timeout else None
+                self.clock() + timedelta(seconds=request.timeout)
+                if request.timeout
+                else None
             )
             await self.store.call(
                 self.store.create_approval,
@@ -854,7 +929,9 @@ class Engine:
                 allow_self_approval=request.allow_self_approval,
                 requested_by=run.operator,
             )
-            approval = await self.store.call(self.store.get_approval, run.execution_id, step_id)
+            approval = await self.store.call(
+                self.store.get_approval, run.execution_id, step_id
+            )
             assert approval is not None
         if approval.status == "waiting":
             await self._update_step(run, step_id, status=StepStatus.WAITING)
@@ -863,13 +940,15 @@ class Engine:
             approval = await self._await_decision(run, step_id, approval.deadline)
             await self._update_step(run, step_id, status=StepStatus.RUNNING)
             await self._set_execution(run, status=ExecutionStatus.RUNNING)
-        deciders = list(approval.decided_by)
+        deciders = approval.deciders
         if approval.status == "approved":
             return ApprovalOutcome("approved", deciders, approval.comment)
         if approval.status == "rejected":
             return ApprovalOutcome("rejected", deciders, approval.comment)
         if request.on_timeout == "approve":
-            return ApprovalOutcome("approved", ["haloterm (on timeout)"], approval.comment)
+            return ApprovalOutcome(
+                "approved", ["haloterm (on timeout)"], approval.comment
+            )
         return ApprovalOutcome("timed_out", [], approval.comment)
 
     async def _await_decision(
@@ -880,7 +959,9 @@ class Engine:
     ) -> Approval:
         while True:
             run.approval_wakeup.clear()
-            approval = await self.store.call(self.store.get_approval, run.execution_id, step_id)
+            approval = await self.store.call(
+                self.store.get_approval, run.execution_id, step_id
+            )
             assert approval is not None
             if approval.status != "waiting":
                 return approval
@@ -897,7 +978,9 @@ class Engine:
                     )
                 except ApprovalRefused:
                     continue  # decided an instant before the deadline: read it again
-                self.bus.publish(ApprovalChanged(run.execution_id, step_id, "timed_out"))
+                self.bus.publish(
+                    ApprovalChanged(run.execution_id, step_id, "timed_out")
+                )
                 return approval
             # Decisions from this process set the event; others reach us by polling.
             with contextlib.suppress(TimeoutError):

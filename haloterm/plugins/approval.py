@@ -19,7 +19,8 @@ from haloterm.plugins.base import (
 
 class ApprovalInputs(ActionInputs):
     approvers: list[StrictStr] = Field(min_length=1)
-    """Users and ``role:<name>`` groups who may decide; never empty (deny by default)."""
+    """Users and ``role:<name>`` groups who may decide; never empty (deny by default).
+    """
     message: StrictStr = "Approve this step?"
     timeout: Duration | None = None
     on_timeout: Literal["reject", "approve", "escalate"] = "reject"
@@ -60,14 +61,22 @@ class ApprovalAction(Action):
                 allow_self_approval=inputs.allow_self_approval,
             )
         )
-        outputs = {"decision": outcome.decision, "decided_by": outcome.decided_by}
+        outputs: dict[str, Any] = {
+            "decision": outcome.decision,
+            "decided_by": outcome.decided_by,
+        }
         if outcome.comment:
             outputs["comment"] = outcome.comment
         who = ", ".join(outcome.decided_by)
         if outcome.decision == "approved":
-            ctx.info(f"approved by {who}" + (f": {outcome.comment}" if outcome.comment else ""))
+            ctx.info(
+                f"approved by {who}"
+                + (f": {outcome.comment}" if outcome.comment else "")
+            )
             return StepResult(passed=True, outputs=outputs)
         if outcome.decision == "rejected":
-            reason = f"rejected by {who}" + (f": {outcome.comment}" if outcome.comment else "")
+            reason = f"rejected by {who}" + (
+                f": {outcome.comment}" if outcome.comment else ""
+            )
             return StepResult(passed=False, reason=reason, outputs=outputs)
         return StepResult(passed=False, reason="timeout (no decision)", outputs=outputs)

@@ -72,7 +72,9 @@ class StepResult:
 
     @classmethod
     def ok(cls, **outputs: Any) -> StepResult:
-        return cls(passed=True, exit_code=outputs.pop("exit_code", None), outputs=outputs)
+        return cls(
+            passed=True, exit_code=outputs.pop("exit_code", None), outputs=outputs
+        )
 
     @classmethod
     def fail(cls, reason: str, **kw: Any) -> StepResult:
@@ -153,7 +155,7 @@ class ActionContext(abc.ABC):
 
     @abc.abstractmethod
     def output(self, stream: str = "stdout", host: str = "") -> OutputSink:
-        """A sink for one stream's bytes (``stdout``/``stderr``), per host for fan-out."""
+        """A sink for one stream's bytes (``stdout``, ``stderr``), per fan-out host."""
 
     @abc.abstractmethod
     def info(self, text: str, host: str = "") -> None:
@@ -252,6 +254,14 @@ class Action(abc.ABC):
     def child_runbooks(self, inputs: Mapping[str, Any]) -> list[str]:
         """Names of runbooks this step runs as children, when known before the run."""
         return []
+
+    async def release(self, execution_id: int) -> None:
+        """Free what this action keeps for an execution (pooled connections).
+
+        Called once when an execution ends, whatever its outcome; the default does
+        nothing.
+        """
+        return None
 
     @abc.abstractmethod
     async def run(self, inputs: Any, ctx: ActionContext) -> StepResult:

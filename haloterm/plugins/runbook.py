@@ -36,10 +36,16 @@ class RunbookAction(Action):
     async def run(self, inputs: Any, ctx: ActionContext) -> StepResult:
         assert isinstance(inputs, RunbookInputs)
         child = await ctx.run_child(inputs.runbook, dict(inputs.params))
-        outputs = {"execution_id": child.execution_id, "status": child.status, "steps": child.outputs}
+        outputs = {
+            "execution_id": child.execution_id,
+            "status": child.status,
+            "steps": child.outputs,
+        }
         if child.status == "succeeded":
             return StepResult(passed=True, outputs=outputs)
-        reason = f"child execution {child.execution_id} ({inputs.runbook}) {child.status}"
+        reason = (
+            f"child execution {child.execution_id} ({inputs.runbook}) {child.status}"
+        )
         if child.reason:
             reason += f": {child.reason}"
         return StepResult(passed=False, reason=reason, outputs=outputs)

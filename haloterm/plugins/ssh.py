@@ -375,6 +375,9 @@ class SshAction(Action):
     def __init__(self, paths: SshPaths | None = None) -> None:
         self.paths = paths
 
+    async def release(self, execution_id: int) -> None:
+        await close_pool(execution_id)
+
     async def run(self, inputs: Any, ctx: ActionContext) -> StepResult:
         """Run the command on every host; see the module docstring for how.
 

@@ -37,16 +37,20 @@ class TicketInputs(ActionInputs):
     def _one_kind(self) -> TicketInputs:
         changes = [self.status, self.priority, self.note, self.fields]
         if self.create is not None and any(c is not None for c in changes):
-            raise ValueError("use either `create` or changes to the run's ticket, not both")
+            raise ValueError(
+                "use either `create` or changes to the run's ticket, not both"
+            )
         if self.create is None and all(c is None for c in changes):
-            raise ValueError("give at least one of status, priority, note, fields or create")
+            raise ValueError(
+                "give at least one of status, priority, note, fields or create"
+            )
         if self.priority is not None and self.priority not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}")
         return self
 
 
 class TicketAction(Action):
-    """Changes the execution's ticket (status, priority, note, fields) or creates one."""
+    """Changes the execution's ticket (status, priority, note, fields) or opens one."""
 
     name = "ticket"
     Inputs = TicketInputs
@@ -59,7 +63,9 @@ class TicketAction(Action):
             values["type"] = inputs.create.type.value
             ticket_id = await ctx.create_ticket(**values)
             ctx.info(f"opened ticket {ticket_id}")
-            return StepResult(passed=True, outputs={"ticket_id": ticket_id, "created": True})
+            return StepResult(
+                passed=True, outputs={"ticket_id": ticket_id, "created": True}
+            )
         ticket_id = await ctx.update_ticket(
             status=inputs.status.value if inputs.status else None,
             note=inputs.note,
@@ -67,4 +73,6 @@ class TicketAction(Action):
             priority=inputs.priority,
         )
         ctx.info(f"updated ticket {ticket_id}")
-        return StepResult(passed=True, outputs={"ticket_id": ticket_id, "created": False})
+        return StepResult(
+            passed=True, outputs={"ticket_id": ticket_id, "created": False}
+        )

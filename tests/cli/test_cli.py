@@ -1,0 +1,226 @@
+"""The headless command line, run as a real subprocess on a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parents[2] / "haloterm" / "examples" / "runbooks"
+
+
+class Cli:
+    """Runs ``python -m haloterm`` with a private store and environment."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.db = tmp_path / "store.db"
+        self.env = {**os.environ, "HALOTERM_DB": str(self.db)}
+        self.tmp_path = tmp_path
+
+    def __call__(
+        self,
+        *args: str,
+        input: str | None = None,
+        user: str = "alice",
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "HALOTERM_OPERATOR": user}
+        return subprocess.run(
+            [sys.executable, "-m", "haloterm", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            input=input,
+            timeout=timeout,
+        )
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    config = tmp_path / "haloterm.toml"
+    config.write_text('[operators.bob]\nroles = ["lead"]\n', encoding="utf-8")
+    runner = Cli(tmp_path)
+    runner.env["HALOTERM_CONFIG"] = str(config)
+    return runner
+
+
+def test_run_prints_steps_and_exits_by_outcome(cli: Cli) -> None:
+    cli.write(
+        "ok.yaml",
+        "name: ok\nsteps:\n"
+        "  - {id: hi, action: shell, with: {command: 'echo hello'}}\n",
+    )
+    cli.write(
+        "bad.yaml",
+        "name: bad\nsteps:\n  - {id: boom, action: shell, with: {command: 'exit 3'}}\n",
+    )
+    assert (
+        cli(
+            "import", str(cli.tmp_path / "ok.yaml"), str(cli.tmp_path / "bad.yaml")
+        ).returncode
+        == 0
+    )
+
+    ok = cli("run", "ok")
+    assert ok.returncode == 0, ok.stderr
+    assert "hi | hello" in ok.stdout
+    assert "hi passed" in ok.stdout
+
+    bad = cli("run", "bad")
+    assert bad.returncode == 1
+    assert "boom failed: exit 3" in bad.stdout
+
+    missing = cli("run", "nope")
+    assert missing.returncode == 2
+    assert "no runbook named 'nope'" in missing.stderr
+
+
+def test_bad_params_exit_2_and_name_the_param(cli: Cli) -> None:
+    cli.write(
+        "typed.yaml",
+        "name: typed\nparams:\n  n: {type: integer, max: 3}\n"
+        "steps:\n  - {id: s, action: shell, with: {command: 'true'}}\n",
+    )
+    cli("import", str(cli.tmp_path / "typed.yaml"))
+    result = cli("run", "typed", "-p", "n=7")
+    assert result.returncode == 2
+    assert "params.n: 7 is above the maximum 3" in result.stderr
+
+
+def test_validate_reports_every_problem_with_its_place(cli: Cli) -> None:
+    path = cli.write(
+        "broken.yaml",
+        "name: broken\nsteps:\n  - id: a\n    action: shell\n"
+        "    with: {command: 'true'}\n"
+        "    timout: 5s\n  - id: a\n    action: shel\n",
+    )
+    result = cli("validate", str(path))
+    assert result.returncode == 2
+    assert f"{path}:6:5: steps[0].timout" in result.stderr
+    assert "did you mean `timeout`" in result.stderr
+    assert "duplicate step id" in result.stderr
+    assert cli("runbooks", "--json").stdout.count('"name": "broken"') == 0
+
+
+def test_tickets_executions_show_and_audit_as_json(cli: Cli) -> None:
+    created = cli(
+        "ticket",
+        "new",
+        "--title",
+        "[bold]URGENT[/bold]",
+        "--priority",
+        "P1",
+        "--type",
+        "incident",
+        "--field",
+        "host=web-01",
+    )
+    assert created.returncode == 0, created.stderr
+    ticket_id = int(created.stdout.strip())
+
+    run = cli("run", "disk-memory-report", "--ticket", str(ticket_id), "--json")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert data["status"] == "succeeded"
+    assert data["ticket_id"] == ticket_id
+
+    listed = json.loads(cli("executions", "--json").stdout)
+    assert listed[0]["id"] == data["id"]
+    assert {"id", "runbook", "status"} <= set(listed[0])
+
+    shown = json.loads(cli("show", str(data["id"]), "--json").stdout)
+    assert [s["step_id"] for s in shown["steps"]][:2] == ["disk", "memory"]
+    assert shown["log"]
+
+    ticket = json.loads(cli("ticket", "show", str(ticket_id), "--json").stdout)
+    assert ticket["title"] == "[bold]URGENT[/bold]"
+    assert ticket["fields"] == {"host": "web-01"}
+
+    audit = json.loads(cli("audit", "--json").stdout)
+    assert any(a["action"].startswith("ticket") for a in audit)
+    csv_out = cli("audit", "--csv").stdout
+    assert csv_out.splitlines()[0].startswith("id,at,actor,action")
+
+
+def test_no_wait_then_approve_from_another_process(cli: Cli) -> None:
+    cli.write(
+        "gate.yaml",
+        "name: gate\nsteps:\n"
+        "  - id: ok\n    action: approval\n"
+        "    with: {approvers: ['role:lead'], message: 'Go?'}\n"
+        "  - {id: after, action: shell, with: {command: 'echo after approval'}}\n",
+    )
+    cli("import", str(cli.tmp_path / "gate.yaml"))
+    started = cli("run", "gate", "--no-wait", "--json")
+    assert started.returncode == 0, started.stderr
+    execution_id = json.loads(started.stdout)["id"]
+    assert json.loads(started.stdout)["status"] == "waiting"
+
+    pending = json.loads(cli("approvals", "--json").stdout)
+    assert [(a["execution_id"], a["step_id"]) for a in pending] == [
+        (execution_id, "ok")
+    ]
+
+    refused = cli("approve", str(execution_id), "ok")
+    assert refused.returncode == 1
+    assert "refused" in refused.stderr
+
+    approved = cli("approve", str(execution_id), "ok", "--comment", "fine", user="bob")
+    assert approved.returncode == 0, approved.stderr + approved.stdout
+    assert "after approval" in approved.stdout
+    final = json.loads(cli("show", str(execution_id), "--json").stdout)
+    assert final["status"] == "succeeded"
+
+
+def test_a_killed_run_is_interrupted_and_resumable(cli: Cli) -> None:
+    marker = cli.tmp_path / "second-attempt"
+    cli.write(
+        "slow.yaml",
+        "name: slow\nsteps:\n"
+        "  - {id: first, action: shell, with: {command: 'echo first'}}\n"
+        "  - id: wait\n    action: shell\n"
+        f"    with: {{command: 'test -e {marker} || sleep 30'}}\n",
+    )
+    cli("import", str(cli.tmp_path / "slow.yaml"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "haloterm", "run", "slow"],
+        env={**cli.env, "HALOTERM_OPERATOR": "alice"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "wait running" in line:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+
+    deadline = time.monotonic() + 10
+    listed = json.loads(cli("executions", "--json").stdout)
+    while listed[0]["status"] != "interrupted" and time.monotonic() < deadline:
+        listed = json.loads(cli("executions", "--json").stdout)
+    assert listed[0]["status"] == "interrupted"
+    assert listed[0]["current_step"] == "wait"
+
+    marker.touch()
+    resumed = cli("resume", str(listed[0]["id"]))
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert "first | first" not in resumed.stdout
+    final = json.loads(cli("show", str(listed[0]["id"]), "--json").stdout)
+    assert final["status"] == "succeeded"
+    assert [s["status"] for s in final["steps"] if not s["host"]] == [
+        "passed",
+        "passed",
+    ]
