@@ -120,8 +120,9 @@ def parse_run_filter(text: str) -> RunFilter:
     return RunFilter(**values)
 
 
-def _when(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+def _when(value: datetime | None, *, short: bool = False) -> str:
+    shape = "%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S"
+    return value.astimezone(UTC).strftime(shape) if value else ""
 
 
 def execution_record(execution: Execution) -> dict[str, Any]:
@@ -294,8 +295,8 @@ cursor reaches the bottom. `e` exports the current tab to CSV or JSON.
     def on_mount(self) -> None:
         runs = self.query_one("#runs", DataTable)
         runs.add_columns(
-            "run", "runbook", "ver", "status", "trigger", "operator", "ticket",
-            "started", "took", "reason",
+            "run", "status", "runbook", "ver", "started", "took", "reason",
+            "ticket", "operator", "trigger",
         )  # fmt: skip
         audit = self.query_one("#audit", DataTable)
         audit.add_columns("id", "at", "actor", "action", "target", "detail")
@@ -326,17 +327,18 @@ cursor reaches the bottom. `e` exports the current tab to CSV or JSON.
         variables = self.app.theme_variables
         for execution in page:
             seconds = elapsed(execution.started_at, execution.finished_at, now)
+            reason = strip_ansi((execution.reason or "").split("\n")[0])
             table.add_row(
                 str(execution.id),
+                status_text(execution.status, variables=variables),
                 Text(execution.runbook),
                 f"v{execution.version}",
-                status_text(execution.status, variables=variables),
-                Text(execution.trigger),
-                Text(execution.operator),
-                f"#{execution.ticket_id}" if execution.ticket_id else "",
-                _when(execution.started_at or execution.created_at),
+                _when(execution.started_at or execution.created_at, short=True),
                 format_duration(seconds) if seconds is not None else "",
-                Text(strip_ansi((execution.reason or "").split("\n")[0])),
+                Text(reason if len(reason) <= 48 else reason[:47] + "…"),
+                f"#{execution.ticket_id}" if execution.ticket_id else "",
+                Text(execution.operator),
+                Text(execution.trigger),
                 key=str(execution.id),
             )
         self.runs.extend(page)

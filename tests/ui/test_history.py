@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, TabbedContent
 
-from haloterm.app import HalotermApp, create_app
+from haloterm.app import create_app
 from haloterm.config import data_dir
 from haloterm.models import Execution
 from haloterm.screens.history import (
@@ -62,7 +64,7 @@ def shown_ids(screen: HistoryScreen) -> list[int]:
     return [int(str(key.value)) for key in runs_table(screen).rows]
 
 
-async def open_history(pilot: Pilot[None], app: HalotermApp) -> HistoryScreen:
+async def open_history(pilot: Pilot[Any], app: Any) -> HistoryScreen:
     await pilot.pause()
     await pilot.press("h")
     screen = app.screen
@@ -223,3 +225,40 @@ def test_exports_never_overwrite(tmp_path: Path) -> None:
     first = tmp_path / "runs.csv"
     first.write_text("x")
     assert free_path(first).name == "runs-2.csv"
+
+
+# ---------------------------------------------------------------------- snapshots
+
+SnapCompare = Callable[..., bool]
+
+
+@pytest.mark.parametrize("size", [(100, 30), (80, 24)])
+def test_snapshot_history(
+    snap_compare: SnapCompare, services: Services, size: tuple[int, int]
+) -> None:
+    """History, Runs tab, filling the screen: the filter line's placeholder, then
+    runs #4 to #1 newest first: "✘ failed" with the reason "[ERROR]
+    [/etc/nginx/nginx.conf] failed" shown literally (no colour codes), "■ cancelled"
+    ("cancelled by bob"), "⚠ interrupted" and "✔ succeeded" (ticket #7, after the six
+    demo tickets); each started 06-03 15:00 and took 0ms; "4 runs shown" at the
+    bottom; the footer shows Filter, Export and Reload."""
+    store = services.store
+    ticket = store.create_ticket(title="Web down", actor="alice")
+    add_execution(store, "restart-web", ticket_id=ticket)
+    add_execution(store, "rotate-logs", status="interrupted")
+    add_execution(store, "restart-web", status="cancelled", reason="cancelled by bob")
+    add_execution(
+        store,
+        "restart-web",
+        status="failed",
+        reason="\x1b[31m[ERROR] [/etc/nginx/nginx.conf] failed\x1b[0m",
+    )
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.animation_level = "none"
+        screen = await open_history(pilot, pilot.app)
+        await wait_for(pilot, lambda: len(screen.runs) == 4)
+        screen.query_one("#run-filter", Input).cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(create_app(services), terminal_size=size, run_before=run_before)
