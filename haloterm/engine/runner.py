@@ -505,11 +505,11 @@ class Engine:
                 index += 1
             elif isinstance(policy, Goto):
                 target = run.runbook.step_index(policy.goto)
+                self._info(run, step.id, f"on failure: going to step {policy.goto}")
                 await self._skip_between(
                     run, index + 1, target, f"skipped by goto {policy.goto}"
                 )
                 index, branched = target, True
-                self._info(run, step.id, f"on failure: going to step {policy.goto}")
             elif isinstance(policy, RunRunbook):
                 self._info(run, step.id, f"on failure: running runbook {policy.run}")
                 child = await self.run_child(run, step.id, policy.run, {})
@@ -635,6 +635,8 @@ class Engine:
     async def _finish_step(self, run: RunState, step: Step, result: StepResult) -> None:
         outputs = _mask_tree(run.masker, result.outputs)
         record = run.steps[step.id]
+        # A step's lines are stored and shown before the step is shown as finished.
+        await self.logs.flush()
         await self._update_step(
             run,
             step.id,
