@@ -23,7 +23,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, quote_plus
@@ -56,6 +56,8 @@ _SENSITIVE = re.compile(
     r"auth|cookie|token|secret|passw|api[-_]?key|session|signature|credential|^sig$",
     re.IGNORECASE,
 )
+
+USE_A_SECRET = "use a secret param or auth.secret, never the runbook file"
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -413,6 +415,36 @@ class HttpAction(Action):
     name: ClassVar[str] = "http"
     Inputs: ClassVar[type[ActionInputs]] = HttpInputs
     description: ClassVar[str] = "Send an HTTP request and check the status"
+
+    def static_check(self, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Refuse literal URLs that are not http(s), and credentials in the file.
+
+        Secrets belong in the secrets file or environment, never in a runbook: a
+        literal password in the URL or a literal value for a credential-like header
+        (``Authorization``, ``X-Api-Key``, ...) is an error. Templated values are
+        checked when the step runs.
+        """
+        problems: list[tuple[str, str]] = []
+        url = inputs.get("url")
+        if isinstance(url, str) and "{{" not in url:
+            try:
+                parsed: httpx.URL | None = httpx.URL(url)
+            except (httpx.InvalidURL, TypeError):
+                parsed = None
+            if parsed is None or parsed.scheme not in _DEFAULT_PORTS or not parsed.host:
+                problems.append(
+                    ("url", "must be an http:// or https:// URL with a host")
+                )
+            elif parsed.password:
+                problems.append(("url", f"a password in the URL: {USE_A_SECRET}"))
+        headers = inputs.get("headers")
+        for name, value in headers.items() if isinstance(headers, dict) else ():
+            literal = isinstance(value, str) and value and "{{" not in value
+            if literal and is_sensitive_name(str(name)):
+                problems.append(
+                    (f"headers.{name}", f"a literal credential: {USE_A_SECRET}")
+                )
+        return problems
 
     async def run(self, inputs: Any, ctx: ActionContext) -> StepResult:
         """Send the request, follow redirects if asked, and judge the response.

@@ -16,7 +16,7 @@ import re
 import smtplib
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, ClassVar, Literal
@@ -118,6 +118,15 @@ class NotifyAction(Action):
     name: ClassVar[str] = "notify"
     Inputs: ClassVar[type[ActionInputs]] = NotifyInputs
     description: ClassVar[str] = "Send a message to a chat, webhook, email or consoles"
+
+    def static_check(self, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """A literal ``email:<address>`` channel must name one valid address."""
+        channel = inputs.get("channel")
+        if isinstance(channel, str) and channel.startswith("email:"):
+            address = channel.removeprefix("email:").strip()
+            if "{{" not in address and not _ADDRESS.fullmatch(address):
+                return [("channel", f"not an email address: {address!r}")]
+        return []
 
     async def run(self, inputs: Any, ctx: ActionContext) -> StepResult:
         """Deliver the message once.

@@ -18,8 +18,15 @@ import pytest
 from pydantic import ValidationError
 
 from haloterm.config import NotifyChannel, Settings
+from haloterm.loader import LoadError, load_runbook_text
 from haloterm.plugins.base import ActionError, StepResult
-from haloterm.plugins.http import HttpAction, HttpInputs, lookup, parse_path
+from haloterm.plugins.http import (
+    USE_A_SECRET,
+    HttpAction,
+    HttpInputs,
+    lookup,
+    parse_path,
+)
 from haloterm.services import Services
 from tests.actions.context import LocalContext
 from tests.servers import LoopbackCA, LoopbackHttpServer
@@ -256,6 +263,43 @@ def test_inputs_are_checked() -> None:
         HttpInputs.model_validate({"url": "http://x", "verify": False})
     with pytest.raises(ValidationError):
         HttpInputs.model_validate({"url": "http://x", "method": "BREW"})
+
+
+def test_static_check_refuses_bad_literal_urls_and_literal_credentials() -> None:
+    check = HttpAction().static_check
+
+    assert check({"url": "https://{{ params.host }}/x"}) == []
+    assert check({"url": "https://app:{{ params.pw }}@h/x"}) == []
+    assert (
+        check({"url": "https://h/x", "headers": {"X-Api-Key": "{{ params.k }}"}}) == []
+    )
+    assert check({"url": "ftp://h/x"}) == [
+        ("url", "must be an http:// or https:// URL with a host")
+    ]
+    assert [p for p, _ in check({"url": "https://app:hunter2@h/x"})] == ["url"]
+    problems = check(
+        {"url": "https://h", "headers": {"Authorization": "Bearer abc", "Accept": "x"}}
+    )
+    assert problems == [
+        ("headers.Authorization", "a literal credential: " + USE_A_SECRET)
+    ]
+
+
+def test_the_loader_rejects_a_literal_password_in_a_url() -> None:
+    text = textwrap.dedent(
+        """
+        name: literal-password
+        steps:
+          - id: call
+            action: http
+            with: {url: "https://app:hunter2@api.example.com/x"}
+        """
+    )
+
+    with pytest.raises(
+        LoadError, match=r"steps\[0\]\.with\.url: a password in the URL"
+    ):
+        load_runbook_text(text)
 
 
 async def test_a_non_http_url_is_refused(ctx: LocalContext) -> None:

@@ -357,3 +357,14 @@ async def test_email_address_channel_needs_a_real_address_and_settings(
         with pytest.raises(ActionError, match="not an email address"):
             await notify(configured, channel=f"email:{address}", message="x")
     assert smtp_server.inbox == []
+
+
+def test_static_check_of_a_literal_email_channel() -> None:
+    check = NotifyAction().static_check
+
+    assert check({"channel": "email:{{ params.email }}"}) == []
+    assert check({"channel": "email:ann@example.com"}) == []
+    assert check({"channel": "noc"}) == []
+    assert check({"channel": "email:ann"}) == [
+        ("channel", "not an email address: 'ann'")
+    ]
