@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static, TabbedContent
 
-from haloterm.app import HalotermApp, create_app
+from haloterm.app import create_app
 from haloterm.screens.runbook import RunbookScreen, draft_path, render_diff
 from haloterm.services import Services
 from tests.ui.conftest import wait_for
@@ -56,7 +58,7 @@ def text_of(screen: RunbookScreen, selector: str) -> str:
     return str(screen.query_one(selector, Static).render())
 
 
-async def open_book(pilot: Pilot[None], app: HalotermApp, name: str) -> RunbookScreen:
+async def open_book(pilot: Pilot[Any], app: Any, name: str) -> RunbookScreen:
     await pilot.pause()
     await app.push_screen(RunbookScreen(name))
     screen = app.screen
@@ -204,3 +206,49 @@ async def test_failed_editor_keeps_the_draft(
         assert any("status 4" in n.message for n in app._notifications)
         assert draft_path("tidy-logs").exists()
         assert len(services.store.runbook_versions("tidy-logs")) == 1
+
+
+# ---------------------------------------------------------------------- snapshots
+
+SnapCompare = Callable[..., bool]
+
+
+@pytest.mark.parametrize("size", [(100, 30), (80, 24)])
+def test_snapshot_definition(
+    snap_compare: SnapCompare, services: Services, tmp_path: Path, size: Any
+) -> None:
+    """Runbook screen, Definition tab: title "Tidy the logs  tidy-logs · 1 version";
+    Params "days integer default 7" and "target choice default web one of web, db";
+    Triggers "manual"; Steps "1. prune  Prune old files  [shell]" with its command
+    and "timeout 30s", and "2. report  [shell]" with "echo done [/var]" literally.
+    The footer shows Run and Edit (no Diff: there is one version)."""
+    add_book(services, tmp_path, BOOK)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.animation_level = "none"
+        await open_book(pilot, pilot.app, "tidy-logs")
+        await wait_for(pilot, lambda: True)
+
+    assert snap_compare(create_app(services), terminal_size=size, run_before=run_before)
+
+
+def test_snapshot_versions_diff(
+    snap_compare: SnapCompare, services: Services, tmp_path: Path
+) -> None:
+    """Runbook screen, Versions tab: v2 and v1 by alice, saved 2025-06-03 15:00, with
+    hashes; below, the diff "--- tidy-logs v1" / "+++ tidy-logs v2", a cyan "@@" hunk
+    header, "-title: Tidy the logs" in red and "+title: Tidy logs" in green."""
+    add_book(services, tmp_path, BOOK)
+    add_book(services, tmp_path, BOOK.replace("Tidy the logs", "Tidy logs"))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.animation_level = "none"
+        screen = await open_book(pilot, pilot.app, "tidy-logs")
+        screen.query_one(TabbedContent).active = "versions-tab"
+        screen.query_one("#versions", DataTable).focus()
+        await pilot.press("d")
+        await wait_for(pilot, lambda: True)
+
+    assert snap_compare(
+        create_app(services), terminal_size=(100, 30), run_before=run_before
+    )
