@@ -14,6 +14,7 @@ from haloterm.screens.approvals import ApprovalsScreen
 from haloterm.screens.run_form import RunForm
 from haloterm.screens.ticket import TicketScreen
 from haloterm.services import Services
+from haloterm.widgets.runbook_list import RunbookList
 from tests.ui.conftest import wait_for
 
 SnapCompare = Callable[..., bool]
@@ -47,9 +48,8 @@ def test_main_screen(
     _c28(services)
 
     async def run_before(pilot: Pilot[None]) -> None:
-        await wait_for(
-            pilot, lambda: pilot.app.screen.query_one("#runbooks").row_count > 0
-        )  # type: ignore[attr-defined]
+        runbooks = pilot.app.screen.query_one(RunbookList)
+        await wait_for(pilot, lambda: runbooks.row_count > 0)
         await _settle(pilot)
 
     assert snap_compare(create_app(services), terminal_size=size, run_before=run_before)
