@@ -23,6 +23,7 @@ import re
 import socket
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
@@ -243,7 +244,7 @@ class Redactor:
     def url(self, url: httpx.URL) -> str:
         """The URL for display: no password, no credential-like query values."""
         if url.password:
-            url = url.copy_with(password=MASK)
+            url = url.copy_with(username=url.username, password=MASK)
         if url.query:
             params = [
                 (k, MASK if is_sensitive_name(k) else v)
@@ -276,12 +277,16 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def transport_failure(exc: httpx.TransportError, url: httpx.URL) -> str:
+def transport_failure(
+    exc: httpx.TransportError, url: httpx.URL, proxy: str | None = None
+) -> str:
     """A short reason for an exchange that got no response, without secrets.
 
     Args:
         exc: what httpx raised.
         url: the request's URL; only its host and port appear in the reason.
+        proxy: the proxy the request went through, if any; a failure to reach it
+            names the proxy's host and port instead.
 
     Returns:
         ``connection refused: 127.0.0.1:9``, ``cannot resolve host: x.example``,
@@ -290,6 +295,11 @@ def transport_failure(exc: httpx.TransportError, url: httpx.URL) -> str:
     where = f"{url.host}:{origin(url)[2]}"
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
+    if isinstance(exc, httpx.ProxyError):
+        return f"proxy refused the tunnel to {where} ({exc})"
+    if proxy is not None:
+        via = httpx.URL(proxy)
+        url, where = via, f"proxy {via.host}:{origin(via)[2]}"
     for cause in _chain(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
             detail = cause.verify_message or "verification failed"
@@ -336,10 +346,39 @@ def _ssl_context(
     return httpx.create_ssl_context(verify=verify)
 
 
-def _transport(verify: bool) -> httpx.AsyncHTTPTransport:
+def proxy_for(url: httpx.URL) -> str | None:
+    """The proxy for ``url`` from ``HTTP(S)_PROXY``/``ALL_PROXY``, unless ``NO_PROXY``
+    exempts its host; None for a direct connection."""
+    proxies = urllib.request.getproxies_environment()
+    if not proxies or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxies.get(url.scheme) or proxies.get("all")
+
+
+def _transport(verify: bool, proxy: str | None = None) -> httpx.AsyncHTTPTransport:
     env = os.environ
     context = _ssl_context(verify, env.get("SSL_CERT_FILE"), env.get("SSL_CERT_DIR"))
-    return httpx.AsyncHTTPTransport(verify=context, retries=0)
+    return httpx.AsyncHTTPTransport(verify=context, retries=0, proxy=proxy)
+
+
+class _Transports:
+    """One transport per proxy (or none) used during one exchange, closed together."""
+
+    def __init__(self, verify: bool) -> None:
+        self._verify = verify
+        self._open: dict[str | None, httpx.AsyncHTTPTransport] = {}
+
+    def get(self, proxy: str | None) -> httpx.AsyncHTTPTransport:
+        if proxy not in self._open:
+            self._open[proxy] = _transport(self._verify, proxy)
+        return self._open[proxy]
+
+    async def __aenter__(self) -> _Transports:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for transport in self._open.values():
+            await transport.aclose()
 
 
 async def post_json(url: str, payload: Any) -> tuple[int, str, str]:
@@ -365,7 +404,7 @@ async def post_json(url: str, payload: Any) -> tuple[int, str, str]:
         "POST", url, json=payload, headers={"User-Agent": f"haloterm/{__version__}"}
     )
     request.extensions["timeout"] = httpx.Timeout(30.0).as_dict()
-    async with _transport(True) as transport:
+    async with _transport(True, proxy_for(request.url)) as transport:
         response = await transport.handle_async_request(request)
         try:
             start, _ = await _read_bounded(response, 1024)
@@ -394,6 +433,7 @@ class _Hop:
 
     request: httpx.Request
     timeout: httpx.Timeout
+    proxy: str | None = None
 
 
 @dataclass
@@ -557,12 +597,12 @@ class HttpAction(Action):
         per_op = httpx.Timeout(30.0, connect=10.0) if unbounded else httpx.Timeout(None)
         hop = _Hop(request, per_op)
         try:
-            async with asyncio.timeout_at(when), _transport(inputs.verify_tls) as tr:
+            async with asyncio.timeout_at(when), _Transports(inputs.verify_tls) as tr:
                 return await self._exchange(inputs, ctx, tr, hop, sink, redact)
         except TimeoutError:
             failure = "timeout"
         except httpx.TransportError as exc:
-            failure = transport_failure(exc, hop.request.url)
+            failure = transport_failure(exc, hop.request.url, hop.proxy)
         # Raised outside the handler: the httpx exception, which holds the request
         # and its headers, must not ride along as __context__.
         reason = redact(failure)
@@ -574,7 +614,7 @@ class HttpAction(Action):
         self,
         inputs: HttpInputs,
         ctx: ActionContext,
-        transport: httpx.AsyncHTTPTransport,
+        transports: _Transports,
         hop: _Hop,
         sink: OutputSink,
         redact: Redactor,
@@ -583,7 +623,15 @@ class HttpAction(Action):
         while True:
             request = hop.request
             request.extensions["timeout"] = hop.timeout.as_dict()
-            sink.write(f"> {request.method} {redact.url(request.url)}\n".encode())
+            hop.proxy = proxy_for(request.url)
+            line = f"> {request.method} {redact.url(request.url)}"
+            if hop.proxy is not None:
+                via = httpx.URL(hop.proxy)
+                if via.password:
+                    _basic(via.username, via.password, redact)  # to mask its forms
+                line += f" (via proxy {redact.url(via)})"
+            sink.write(f"{line}\n".encode())
+            transport = transports.get(hop.proxy)
             response = await transport.handle_async_request(request)
             try:
                 following = None

@@ -31,7 +31,7 @@ from haloterm.plugins.base import (
     ActionInputs,
     StepResult,
 )
-from haloterm.plugins.http import post_json, transport_failure
+from haloterm.plugins.http import post_json, proxy_for, transport_failure
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,8 @@ class NotifyAction(Action):
         except httpx.InvalidURL:
             failure = "invalid webhook URL"
         except httpx.TransportError as exc:
-            failure = transport_failure(exc, httpx.URL(url))
+            target = httpx.URL(url)
+            failure = transport_failure(exc, target, proxy_for(target))
         # Raised outside the handlers so that the httpx exception (and the URL it
         # holds) is not chained to the reason.
         if failure is not None:

@@ -519,6 +519,54 @@ async def test_tls_passes_with_a_trusted_ca(
     assert result.outputs["url"].startswith("https://127.0.0.1:")
 
 
+# -------------------------------------------------------------------- proxies
+
+
+async def test_http_proxy_from_the_environment_is_used_and_masked(
+    ctx: LocalContext,
+    http_server: LoopbackHttpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy = http_server.origin.replace("//", "//puser:proxy-pw-9@", 1)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+
+    result = await run(ctx, url="http://intranet.invalid/echo?q=1")
+
+    headers = result.outputs["json"]["headers"]
+    assert result.passed, result.reason
+    assert headers["x-proxied-target"] == "http://intranet.invalid/echo"
+    assert headers["proxy-authorization"] == "Basic ******"
+    assert f"(via proxy http://puser:******@127.0.0.1:{http_server.port})" in (
+        log_of(ctx)
+    )
+    assert "proxy-pw-9" not in log_of(ctx)
+
+
+async def test_no_proxy_hosts_go_direct(
+    ctx: LocalContext,
+    http_server: LoopbackHttpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+
+    result = await run(ctx, url=http_server.url("/echo"))
+
+    assert "x-proxied-target" not in result.outputs["json"]["headers"]
+
+
+async def test_an_unreachable_proxy_is_named_in_the_reason(
+    ctx: LocalContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = closed_port()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+
+    with pytest.raises(ActionError) as caught:
+        await run(ctx, url="http://intranet.invalid/x")
+
+    assert caught.value.reason == f"connection refused: proxy 127.0.0.1:{port}"
+
+
 # ---------------------------------------------------------------- big bodies
 
 

@@ -173,6 +173,23 @@ async def test_a_failing_secret_url_is_never_shown(
     assert "XyZsecretPart" not in "\n".join(ctx.lines("info"))
 
 
+async def test_webhooks_go_through_the_environment_proxy(
+    make_ctx: MakeCtx,
+    http_server: LoopbackHttpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:1")  # not used for http
+    monkeypatch.setenv("HTTP_PROXY", http_server.origin)
+    url = "http://hooks.chat.invalid/hook/services/T1"
+    ctx = make_ctx({"noc": {"type": "slack", "url": url}})
+
+    await notify(ctx, channel="noc", message="via proxy")
+
+    [posted] = http_server.received
+    assert posted.headers["x-proxied-target"] == url
+    assert posted.json() == {"text": "via proxy"}
+
+
 async def test_connection_refused_names_the_channel(make_ctx: MakeCtx) -> None:
     port = closed_port()
     ctx = make_ctx(

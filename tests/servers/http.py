@@ -12,8 +12,12 @@ picks, so it serves tests whatever loop they run in. Routes:
 * ``/slow?chunks=10&interval=0.1``: headers at once, then one chunk per interval.
 * ``/sleep?seconds=1``: waits before answering.
 * ``/big?size=<bytes>``: a plain-text body of that many bytes.
-* ``/hook`` and ``/hook/{name}``: a webhook sink; every request is recorded in
+* ``/hook`` and ``/hook/<any path>``: a webhook sink; every request is recorded in
   :attr:`LoopbackHttpServer.received` before the answer (``?status=500`` to fail).
+
+The server also plays a forward proxy for plain HTTP: a request for an absolute URL
+(``GET http://elsewhere.invalid/echo``, as clients send to a proxy) is served by the
+route of its path, with an ``x-proxied-target`` header naming the URL asked for.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
@@ -38,6 +43,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from tests.servers.tls import LoopbackCA
@@ -77,7 +83,27 @@ def _float(request: Request, name: str, default: float) -> float:
     return float(request.query_params.get(name, default))
 
 
-def make_app(received: list[Received]) -> Starlette:
+class _ForwardProxy:
+    """ASGI middleware: serve absolute-form requests (sent to a proxy) locally."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith(("http://", "https://")):
+            local = urlsplit(path).path or "/"
+            headers = [*scope["headers"], (b"x-proxied-target", path.encode())]
+            scope = {
+                **scope,
+                "path": local,
+                "raw_path": local.encode(),
+                "headers": headers,
+            }
+        await self.app(scope, receive, send)
+
+
+def make_app(received: list[Received]) -> ASGIApp:
     """The test application; webhook requests are appended to ``received``."""
 
     async def status(request: Request) -> Response:
@@ -135,7 +161,7 @@ def make_app(received: list[Received]) -> Starlette:
         received.append(Received(request.method, request.url.path, headers, body))
         return PlainTextResponse("ok", status_code=_int(request, "status", 200))
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/status/{code:int}", status, methods=ALL_METHODS),
             Route("/json", sample),
@@ -149,6 +175,7 @@ def make_app(received: list[Received]) -> Starlette:
             Route("/hook/{name:path}", hook, methods=["POST", "PUT"]),
         ]
     )
+    return _ForwardProxy(app)
 
 
 class LoopbackHttpServer:
