@@ -223,7 +223,8 @@ class NotifyAction(Action):
     def _message(
         channel: NotifyChannel, text: _Text, ctx: ActionContext
     ) -> EmailMessage:
-        sender = channel.sender or f"haloterm@{socket.getfqdn()}"
+        # gethostname, not getfqdn: no DNS lookup on the event loop.
+        sender = channel.sender or f"haloterm@{socket.gethostname()}"
         subject = text.title or f"[haloterm] {ctx.runbook}: {text.severity}"
         message = EmailMessage()
         message["From"] = sender
