@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import socket
 import textwrap
 import time
 import traceback
@@ -29,7 +28,7 @@ from haloterm.plugins.http import (
 )
 from haloterm.services import Services
 from tests.actions.context import LocalContext
-from tests.servers import LoopbackCA, LoopbackHttpServer
+from tests.servers import LoopbackCA, LoopbackHttpServer, closed_port
 
 SECRET = "S3cr3t!pw"
 
@@ -62,14 +61,6 @@ def make_ctx(tmp_path: Path) -> Iterator[MakeCtx]:
     for ctx in made:
         if not ctx.summaries:
             ctx.finish()
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def run(ctx: LocalContext, **with_: Any) -> StepResult:

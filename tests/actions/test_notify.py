@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from tests.servers import (
     LoopbackCA,
     LoopbackHttpServer,
     LoopbackSmtpServer,
+    closed_port,
 )
 
 SECRET = "S3cr3t!pw"
@@ -52,13 +52,6 @@ def make_ctx(tmp_path: Path) -> Iterator[MakeCtx]:
 async def notify(ctx: LocalContext, **with_: Any) -> StepResult:
     inputs = NotifyInputs.model_validate(with_)
     return await NotifyAction().run(inputs, ctx)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # -------------------------------------------------------------- webhook shapes

@@ -18,6 +18,7 @@ instances, use :func:`serve_http` / :func:`serve_smtp` as context managers.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -26,10 +27,21 @@ from tests.servers.http import LoopbackHttpServer, Received, serve_http
 from tests.servers.smtp import LoopbackSmtpServer, ReceivedMail, serve_smtp
 from tests.servers.tls import LoopbackCA, make_test_ca
 
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connecting to it is
+    refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 SMTP_USERS = {"haloterm": "smtp-pw-5up3r"}
 """Users ``smtp_tls_server`` accepts: name -> password."""
 
 __all__ = [
+    "closed_port",
     "SMTP_USERS",
     "LoopbackHttpServer",
     "LoopbackSmtpServer",
