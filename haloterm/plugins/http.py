@@ -355,9 +355,13 @@ def proxy_for(url: httpx.URL) -> str | None:
     return proxies.get(url.scheme) or proxies.get("all")
 
 
-def _transport(verify: bool, proxy: str | None = None) -> httpx.AsyncHTTPTransport:
+async def _transport(
+    verify: bool, proxy: str | None = None
+) -> httpx.AsyncHTTPTransport:
     env = os.environ
-    context = _ssl_context(verify, env.get("SSL_CERT_FILE"), env.get("SSL_CERT_DIR"))
+    key = (verify, env.get("SSL_CERT_FILE"), env.get("SSL_CERT_DIR"))
+    # The first load of a CA bundle reads files: keep it off the event loop.
+    context = await asyncio.to_thread(_ssl_context, *key)
     return httpx.AsyncHTTPTransport(verify=context, retries=0, proxy=proxy)
 
 
@@ -368,9 +372,9 @@ class _Transports:
         self._verify = verify
         self._open: dict[str | None, httpx.AsyncHTTPTransport] = {}
 
-    def get(self, proxy: str | None) -> httpx.AsyncHTTPTransport:
+    async def get(self, proxy: str | None) -> httpx.AsyncHTTPTransport:
         if proxy not in self._open:
-            self._open[proxy] = _transport(self._verify, proxy)
+            self._open[proxy] = await _transport(self._verify, proxy)
         return self._open[proxy]
 
     async def __aenter__(self) -> _Transports:
@@ -404,7 +408,7 @@ async def post_json(url: str, payload: Any) -> tuple[int, str, str]:
         "POST", url, json=payload, headers={"User-Agent": f"haloterm/{__version__}"}
     )
     request.extensions["timeout"] = httpx.Timeout(30.0).as_dict()
-    async with _transport(True, proxy_for(request.url)) as transport:
+    async with await _transport(True, proxy_for(request.url)) as transport:
         response = await transport.handle_async_request(request)
         try:
             start, _ = await _read_bounded(response, 1024)
@@ -631,7 +635,7 @@ class HttpAction(Action):
                     _basic(via.username, via.password, redact)  # to mask its forms
                 line += f" (via proxy {redact.url(via)})"
             sink.write(f"{line}\n".encode())
-            transport = transports.get(hop.proxy)
+            transport = await transports.get(hop.proxy)
             response = await transport.handle_async_request(request)
             try:
                 following = None
