@@ -9,32 +9,27 @@ thread workers; the screen never waits on a step.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, cast
 
-from rich.style import Style
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static, Tree
-from textual.worker import get_current_worker
+from textual.widgets import Footer, Tree
 
 from haloterm.engine.events import (
     ApprovalChanged,
     Event,
     ExecutionChanged,
     LogBatch,
-    LogLine,
     StepChanged,
 )
-from haloterm.models import Execution, ExecutionStatus, Runbook, StepRun, StepStatus
-from haloterm.widgets.log_view import LogView
-from haloterm.widgets.status import elapsed, format_duration, format_size, status_text
+from haloterm.models import Execution, ExecutionStatus, Runbook, StepRun
+from haloterm.widgets.log_pane import LogPane, LogScope
+from haloterm.widgets.run_header import RunHeader, header_text
 from haloterm.widgets.step_tree import StepNode, StepTree
 
 if TYPE_CHECKING:
@@ -43,9 +38,6 @@ if TYPE_CHECKING:
     from haloterm.storage import Approval
 
 logger = logging.getLogger(__name__)
-
-LOG_PAGE = 1000
-"""Stored log lines read per query when loading a step's history."""
 
 _RESUMABLE = frozenset({"failed", "interrupted", "cancelled"})
 
@@ -59,19 +51,6 @@ class RunSnapshot:
     runs: list[StepRun]
     children: list[Execution]
     approvals: dict[str, Approval] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LogScope:
-    """Which lines the log pane shows: one step (one host of it), or every step."""
-
-    step_id: str | None = None
-    host: str | None = None
-
-    def matches(self, line: LogLine) -> bool:
-        if self.step_id is not None and line.step_id != self.step_id:
-            return False
-        return self.host is None or line.host == self.host
 
 
 class RunScreen(Screen[None]):
@@ -148,13 +127,9 @@ first; reject needs a comment.
         """Animate the running spinner; False freezes it (snapshots)."""
         self.execution: Execution | None = None
         self.runbook: Runbook | None = None
-        self.runs: dict[tuple[str, str], StepRun] = {}
         self.approvals: dict[str, Approval] = {}
-        self.scope = LogScope()
         self.all_steps = False
-        self._pending: list[LogLine] = []
-        self._flush_scheduled = False
-        self._loading_logs = False
+        """The log shows every step's output instead of the selected step's."""
         self._loaded = False
 
     # ------------------------------------------------------------------ wiring
@@ -168,19 +143,17 @@ first; reject needs a comment.
         return cast(datetime, clock())
 
     def compose(self) -> ComposeResult:
-        yield Static(id="run-header")
+        yield RunHeader(id="run-header")
         with Horizontal(id="run-body"):
             yield StepTree(spinning=self.spinning, clock=self.now, id="steps")
-            with Vertical(id="log-pane"):
-                yield Static(id="log-title")
-                yield Static(id="log-banner")
-                yield LogView(id="log")
-                yield Input(placeholder="Find in log; Enter for next", id="log-search")
+            yield LogPane(self.execution_id, self.services.store, id="log-pane")
         yield Footer()
 
+    @property
+    def log_pane(self) -> LogPane:
+        return self.query_one(LogPane)
+
     def on_mount(self) -> None:
-        self.query_one("#log-search", Input).display = False
-        self.query_one("#log-banner", Static).display = False
         self.set_interval(1.0, self._tick_header)
         self.load_run()
 
@@ -219,7 +192,6 @@ first; reject needs a comment.
         self._loaded = True
         self.execution = snapshot.execution
         self.runbook = snapshot.runbook
-        self.runs = {(r.step_id, r.host): r for r in snapshot.runs}
         self.approvals = snapshot.approvals
         tree = self.query_one(StepTree)
         if first and snapshot.runbook is not None:
@@ -234,7 +206,7 @@ first; reject needs a comment.
         self.refresh_bindings()
         if first:
             tree.focus()
-            self._set_scope(self._scope_for(tree.selected), force=True)
+            self.log_pane.show(self._scope_for(tree.selected), force=True)
 
     def _scope_for(self, node: StepNode | None) -> LogScope:
         if self.all_steps or node is None:
@@ -242,54 +214,6 @@ first; reject needs a comment.
         if node.kind == "host":
             return LogScope(node.step_id, node.host)
         return LogScope(node.step_id)
-
-    def _set_scope(self, scope: LogScope, *, force: bool = False) -> None:
-        if scope == self.scope and not force:
-            return
-        self.scope = scope
-        view = self.query_one(LogView)
-        view.clear()
-        view.show_source = scope.step_id is None
-        self._pending = [line for line in self._pending if scope.matches(line)]
-        self._loading_logs = True
-        self._refresh_log_title()
-        self.load_logs(scope)
-
-    @work(thread=True, exclusive=True, group="load-logs", exit_on_error=False)
-    def load_logs(self, scope: LogScope) -> None:
-        """Read the stored lines of the scope a page at a time, oldest first."""
-        worker = get_current_worker()
-        store = self.services.store
-        after = 0
-        while not worker.is_cancelled:
-            page = store.get_logs(
-                self.execution_id,
-                step_id=scope.step_id,
-                host=scope.host,
-                after_seq=after,
-                limit=LOG_PAGE,
-            )
-            if page:
-                after = page[-1].seq
-                self.app.call_from_thread(self._append_page, scope, page)
-            if len(page) < LOG_PAGE:
-                break
-        runs = store.step_runs(self.execution_id)
-        if not worker.is_cancelled:
-            self.app.call_from_thread(self._logs_loaded, scope, runs)
-
-    def _append_page(self, scope: LogScope, page: Sequence[LogLine]) -> None:
-        if scope == self.scope:
-            self.query_one(LogView).append(page)
-
-    def _logs_loaded(self, scope: LogScope, runs: Sequence[StepRun]) -> None:
-        if scope != self.scope:
-            return
-        for run in runs:
-            self.runs[(run.step_id, run.host)] = run
-        self._loading_logs = False
-        self._flush_logs()
-        self._refresh_banner()
 
     # ------------------------------------------------------------------ live events
 
@@ -302,7 +226,7 @@ first; reject needs a comment.
         """
         if isinstance(event, LogBatch):
             if event.execution_id == self.execution_id:
-                self._queue_lines(event.lines)
+                self.log_pane.queue(event.lines)
         elif isinstance(event, StepChanged):
             if event.execution_id == self.execution_id:
                 self._step_changed(event)
@@ -312,32 +236,13 @@ first; reject needs a comment.
             if event.execution_id == self.execution_id:
                 self.load_run()
 
-    def _queue_lines(self, lines: Sequence[LogLine]) -> None:
-        scope = self.scope
-        self._pending.extend(line for line in lines if scope.matches(line))
-        # Batches that arrive in the same turn of the loop are drawn once.
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.call_later(self._flush_logs)
-
-    def _flush_logs(self) -> None:
-        self._flush_scheduled = False
-        if self._loading_logs or not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        self.query_one(LogView).append(pending)
-
     def _step_changed(self, event: StepChanged) -> None:
         self.query_one(StepTree).update_step(event)
-        known = self.runs.get((event.step_id, event.host))
-        if known is not None:
-            self.runs[(event.step_id, event.host)] = known.model_copy(
-                update={"status": StepStatus(event.status), "reason": event.reason}
-            )
-        if event.status == "waiting" or event.status in ("passed", "failed"):
+        if event.status in ("waiting", "passed", "failed"):
             # Approval details and output truncation live in the store, not the event.
             self.load_run()
-            if self.scope.step_id in (None, event.step_id):
+            scope = self.log_pane.scope
+            if scope is not None and scope.covers(event.step_id, event.host):
                 self.reload_step_runs()
         self.refresh_bindings()
 
@@ -367,12 +272,7 @@ first; reject needs a comment.
     def reload_step_runs(self) -> None:
         """Re-read step rows (truncation and sizes are not carried by events)."""
         runs = self.services.store.step_runs(self.execution_id)
-        self.app.call_from_thread(self._apply_runs, runs)
-
-    def _apply_runs(self, runs: Sequence[StepRun]) -> None:
-        for run in runs:
-            self.runs[(run.step_id, run.host)] = run
-        self._refresh_banner()
+        self.app.call_from_thread(self.log_pane.set_runs, runs)
 
     # ------------------------------------------------------------------ drawing
 
@@ -387,80 +287,16 @@ first; reject needs a comment.
         execution = self.execution
         if execution is None:
             return
-        runbook = self.runbook
-        title = runbook.display_title if runbook is not None else execution.runbook
-        text = Text()
-        text.append(title, style=Style(bold=True))
-        text.append(f"  v{execution.version} · run #{execution.id}  ")
-        text.append_text(status_text(execution.status, variables=self._variables()))
-        text.append("\n")
-        text.append(f"operator {execution.operator} · trigger {execution.trigger}")
-        if execution.ticket_id is not None:
-            text.append(f" · ticket #{execution.ticket_id}")
-        if execution.parent_id is not None:
-            text.append(f" · child of run #{execution.parent_id}")
-        seconds = elapsed(execution.started_at, execution.finished_at, self.now())
-        if seconds is not None:
-            text.append(f" · elapsed {format_duration(seconds)}")
-        if execution.reason:
-            text.append("\n")
-            text.append(execution.reason.splitlines()[0], style=Style(italic=True))
-        self._append_approval(text)
-        self.query_one("#run-header", Static).update(text)
-
-    def _append_approval(self, text: Text) -> None:
-        node = self.query_one(StepTree).selected
-        if node is None or node.kind != "step" or node.status != "waiting":
-            return
-        approval = self.approvals.get(node.step_id)
-        text.append("\n")
-        text.append_text(status_text("waiting", variables=self._variables()))
-        text.append(f" approval for {node.step_id}")
-        if approval is not None:
-            text.append(": ")
-            text.append(approval.message)
-            who = ", ".join(approval.approvers)
-            text.append(f" (approvers: {who})", style=Style(dim=True))
-        text.append("  y approve · n reject", style=Style(bold=True))
-
-    def _refresh_log_title(self) -> None:
-        scope = self.scope
-        label = Text("Output: ", style=Style(bold=True))
-        if scope.step_id is None:
-            label.append("every step")
-        else:
-            label.append(scope.step_id)
-            if scope.host:
-                label.append(f" @ {scope.host}")
-        view = self.query_one(LogView)
-        label.append(
-            " · following" if view.follow else " · paused (f to follow)",
-            style=Style(dim=True),
+        waiting = self._waiting_step()
+        text = header_text(
+            execution,
+            self.runbook,
+            self.now(),
+            waiting_step=waiting,
+            approval=self.approvals.get(waiting) if waiting else None,
+            variables=self._variables(),
         )
-        self.query_one("#log-title", Static).update(label)
-
-    def _refresh_banner(self) -> None:
-        banner = self.query_one("#log-banner", Static)
-        runs = [
-            run
-            for (step_id, host), run in self.runs.items()
-            if run.output_truncated
-            and self.scope.step_id in (None, step_id)
-            and self.scope.host in (None, host)
-        ]
-        if not runs:
-            banner.display = False
-            return
-        size = sum(run.output_bytes for run in runs)
-        shown = self.query_one(LogView).line_count
-        text = Text(
-            f"output truncated: {format_size(size)}, showing last {shown:,} lines"
-        )
-        files = [run.output_file for run in runs if run.output_file]
-        if files:
-            text.append(f" · full output: {files[0]}", style=Style(dim=True))
-        banner.update(text)
-        banner.display = True
+        self.query_one(RunHeader).update(text)
 
     # ------------------------------------------------------------------ tree
 
@@ -468,7 +304,7 @@ first; reject needs a comment.
     def _step_highlighted(self, event: Tree.NodeHighlighted[StepNode]) -> None:
         if not self._loaded:
             return
-        self._set_scope(self._scope_for(event.node.data))
+        self.log_pane.show(self._scope_for(event.node.data))
         self._refresh_header()
         self.refresh_bindings()
 
@@ -496,33 +332,20 @@ first; reject needs a comment.
 
     def action_back(self) -> None:
         """Close the search box, or go back to the previous screen."""
-        search = self.query_one("#log-search", Input)
-        if search.display:
-            search.display = False
+        if self.log_pane.close_search():
             self.query_one(StepTree).focus()
             return
         self.app.pop_screen()
 
     def action_toggle_follow(self) -> None:
-        view = self.query_one(LogView)
-        view.follow = not view.follow
-        self._refresh_log_title()
+        self.log_pane.toggle_follow()
 
     def action_toggle_scope(self) -> None:
         self.all_steps = not self.all_steps
-        self._set_scope(self._scope_for(self.query_one(StepTree).selected))
+        self.log_pane.show(self._scope_for(self.query_one(StepTree).selected))
 
     def action_search_log(self) -> None:
-        search = self.query_one("#log-search", Input)
-        search.display = True
-        search.focus()
-
-    @on(Input.Submitted, "#log-search")
-    def _search(self, event: Input.Submitted) -> None:
-        view = self.query_one(LogView)
-        if not view.find(event.value):
-            self.notify(f"Not found: {event.value}", severity="warning", markup=False)
-        self._refresh_log_title()
+        self.log_pane.open_search()
 
     def action_cancel_run(self) -> None:
         from haloterm.screens.dialogs import ConfirmScreen

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.screen import Screen
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from haloterm.app import HalotermApp, create_app
+from haloterm.engine.events import LogBatch, LogLine, StepChanged
 from haloterm.screens.dialogs import CommentScreen, ConfirmScreen
 from haloterm.screens.run import RunScreen
 from haloterm.services import Services
-from haloterm.widgets.log_view import LogView
+from haloterm.widgets.log_view import MAX_LINE_CHARS, MAX_LINES, LogView
 from haloterm.widgets.step_tree import StepTree
 from tests.ui.conftest import wait_for
 
@@ -382,6 +383,108 @@ async def test_child_run_nests_and_enter_opens_it(
         assert f"child of run #{screen.execution_id}" in header(child_screen)
         await pilot.press("escape")
         assert current(app) is screen
+
+    await drive(services, scenario)
+
+
+BIG = """
+name: big-output
+steps:
+  - id: flood
+    action: shell
+    with:
+      command: |
+        seq 1 12000
+        head -c 30000 /dev/zero | tr '\\0' 'a'; echo
+        echo last
+"""
+
+
+async def test_large_output_is_bounded_with_a_truncation_banner(
+    services: Services, tmp_path: Path
+) -> None:
+    """C04: the view keeps a tail, says the output was truncated, cuts long lines;
+    a finished run's history loads from the store a page at a time."""
+    add_runbook(services, tmp_path, BIG)
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "big-output")
+        await wait_for(pilot, finished(screen), what="flood ends")
+        banner = screen.query_one("#log-banner", Static)
+        await wait_for(pilot, lambda: bool(banner.display), what="banner")
+        view = screen.query_one(LogView)
+        assert view.line_count == MAX_LINES
+        shown = str(banner.render())
+        assert shown.startswith("output truncated: 90.9 KB, showing last 5,000 lines")
+        assert "full output:" in shown
+        assert view.plain_lines()[-1] == "last"
+        long_line = view.entries[-2]
+        assert long_line.cut == 30000 - MAX_LINE_CHARS
+        await pilot.press("f")
+        assert not view.follow
+
+        # The same run opened afresh: history read from the store, page by page.
+        await app.push_screen(RunScreen(screen.execution_id))
+        again = run_screen(app)
+        again_view = again.query_one(LogView)
+        await wait_for(pilot, lambda: again_view.plain_lines()[-1:] == ["last"])
+        assert again_view.line_count == MAX_LINES
+        again_banner = again.query_one("#log-banner", Static)
+        await wait_for(pilot, lambda: bool(again_banner.display))
+
+    await drive(services, scenario)
+
+
+async def test_fan_out_hosts_appear_under_their_step(
+    services: Services, tmp_path: Path
+) -> None:
+    """Per-host events (``host != ""``) add children under the step, and the log
+    pane of a host child shows only that host's lines."""
+    add_runbook(services, tmp_path, SLOW)
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "slow")
+        await wait_for(pilot, lambda: "running" in label(screen, "nap"))
+        at = services.clock()
+        for host, status in (("web-01", "passed"), ("web-02", "failed")):
+            screen.on_engine_event(
+                StepChanged(
+                    screen.execution_id,
+                    "nap",
+                    host,
+                    status,
+                    reason="exit 1" if status == "failed" else None,
+                    started_at=at,
+                    finished_at=at,
+                )
+            )
+        lines = [
+            LogLine(screen.execution_id, "nap", host, "stdout", 10_000 + i, at, text)
+            for i, (host, text) in enumerate(
+                [("web-01", "one says hi"), ("web-02", "two says [/b]")]
+            )
+        ]
+        screen.on_engine_event(LogBatch(screen.execution_id, lines))
+        await pilot.pause()
+        assert label(screen, "nap", "web-01").startswith("✔ passed")
+        assert label(screen, "nap", "web-02").startswith("✘ failed")
+        assert "exit 1" in label(screen, "nap", "web-02")
+
+        tree = screen.query_one(StepTree)
+        node = tree.node_for("nap", "web-02")
+        assert node is not None
+        tree.move_cursor(node)
+        view = screen.query_one(LogView)
+        await wait_for(
+            pilot,
+            lambda: (
+                screen.log_pane.scope is not None
+                and screen.log_pane.scope.host == "web-02"
+            ),
+        )
+        await wait_for(pilot, lambda: not screen.log_pane.loading)
+        assert "one says hi" not in view.plain_lines()
+        await app.services.engine.cancel(screen.execution_id, actor="alice")
 
     await drive(services, scenario)
 
