@@ -35,6 +35,7 @@ from textual.widgets import (
 )
 
 from haloterm.config import data_dir
+from haloterm.engine.events import Event, ExecutionChanged
 from haloterm.engine.output import strip_ansi
 from haloterm.models import Execution
 from haloterm.widgets.status import elapsed, format_duration, status_text
@@ -118,6 +119,17 @@ def parse_run_filter(text: str) -> RunFilter:
         else:
             raise FilterError(f"unknown filter {key!r}")
     return RunFilter(**values)
+
+
+_RUN_COLUMNS = (
+    "run", "status", "runbook", "ver", "started", "took", "reason",
+    "ticket", "operator", "trigger",
+)  # fmt: skip
+
+
+def _short_reason(reason: str | None, width: int = 48) -> str:
+    text = strip_ansi((reason or "").split("\n")[0])
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _when(value: datetime | None, *, short: bool = False) -> str:
@@ -294,10 +306,8 @@ cursor reaches the bottom. `e` exports the current tab to CSV or JSON.
 
     def on_mount(self) -> None:
         runs = self.query_one("#runs", DataTable)
-        runs.add_columns(
-            "run", "status", "runbook", "ver", "started", "took", "reason",
-            "ticket", "operator", "trigger",
-        )  # fmt: skip
+        for column in _RUN_COLUMNS:
+            runs.add_column(column, key=column)
         audit = self.query_one("#audit", DataTable)
         audit.add_columns("id", "at", "actor", "action", "target", "detail")
         runs.focus()
@@ -327,7 +337,6 @@ cursor reaches the bottom. `e` exports the current tab to CSV or JSON.
         variables = self.app.theme_variables
         for execution in page:
             seconds = elapsed(execution.started_at, execution.finished_at, now)
-            reason = strip_ansi((execution.reason or "").split("\n")[0])
             table.add_row(
                 str(execution.id),
                 status_text(execution.status, variables=variables),
@@ -335,7 +344,7 @@ cursor reaches the bottom. `e` exports the current tab to CSV or JSON.
                 f"v{execution.version}",
                 _when(execution.started_at or execution.created_at, short=True),
                 format_duration(seconds) if seconds is not None else "",
-                Text(reason if len(reason) <= 48 else reason[:47] + "…"),
+                Text(_short_reason(execution.reason)),
                 f"#{execution.ticket_id}" if execution.ticket_id else "",
                 Text(execution.operator),
                 Text(execution.trigger),
@@ -383,9 +392,24 @@ cursor reaches the bottom. `e` exports the current tab to CSV or JSON.
 
     # ------------------------------------------------------------------ events
 
-    def on_engine_event(self, event: object) -> None:
-        """Take one engine event; the history reads the store again on its own key
-        (``r``), so live events are not applied here."""
+    def on_engine_event(self, event: Event) -> None:
+        """Take one engine event; the app calls this for every event it forwards.
+
+        A run already listed gets its new status and reason in place; a new run
+        re-reads the first page, unless more pages are loaded (``r`` does it then).
+        """
+        if not isinstance(event, ExecutionChanged):
+            return
+        table = self.query_one("#runs", DataTable)
+        key = str(event.execution_id)
+        if key in table.rows:
+            status = status_text(event.status, variables=self.app.theme_variables)
+            table.update_cell(key, "status", status)
+            table.update_cell(key, "reason", Text(_short_reason(event.reason)))
+        elif len(self.runs) <= PAGE and (
+            not self.runs or event.execution_id > self.runs[0].id
+        ):
+            self.load_runs(self.run_filter, None)
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:

@@ -227,6 +227,36 @@ def test_exports_never_overwrite(tmp_path: Path) -> None:
     assert free_path(first).name == "runs-2.csv"
 
 
+async def test_live_runs_appear_and_change_in_place(
+    services: Services, tmp_path: Path
+) -> None:
+    book = tmp_path / "quick.yaml"
+    book.write_text(
+        "name: quick\nsteps:\n  - id: hi\n    action: shell\n"
+        "    with: {command: 'echo hi'}\n",
+        encoding="utf-8",
+    )
+    services.import_runbook(book)
+    old = add_execution(services.store, "web", status="running")
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_history(pilot, app)
+        table = runs_table(screen)
+
+        def status_of(execution_id: int) -> str:
+            return str(table.get_cell(str(execution_id), "status"))
+
+        assert status_of(old.id) == "⠋ running"
+        execution_id = await services.engine.start("quick", {}, operator="alice")
+        await wait_for(pilot, lambda: str(execution_id) in table.rows, what="new row")
+        await services.engine.wait(execution_id)
+        await wait_for(pilot, lambda: status_of(execution_id) == "✔ succeeded")
+
+        await services.engine.cancel(old.id, actor="alice")
+        await wait_for(pilot, lambda: status_of(old.id) == "■ cancelled")
+        assert "cancelled by alice" in str(table.get_cell(str(old.id), "reason"))
+
+
 # ---------------------------------------------------------------------- snapshots
 
 SnapCompare = Callable[..., bool]
