@@ -887,7 +887,10 @@ class Engine:
             if record.host == "":
                 outputs[record.step_id] = {
                     "status": record.status.value,
-                    **record.outputs,
+                    "reason": record.reason,
+                    "exit_code": record.exit_code,
+                    "output": record.outputs.get("output", ""),
+                    "outputs": record.outputs,
                 }
         return ChildResult(
             execution_id=child_id,

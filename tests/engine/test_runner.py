@@ -432,3 +432,23 @@ async def test_ticket_steps_update_and_open_tickets(
 
 def _all_tickets() -> TicketQuery:
     return parse_ticket_filter("")
+
+
+async def test_step_ids_that_match_dict_methods_still_read_as_steps(
+    svc: Services, add_runbook: AddRunbook
+) -> None:
+    add_runbook(
+        """
+        name: methods
+        steps:
+          - id: get
+            action: shell
+            with: {command: "echo fetched"}
+          - id: items
+            action: shell
+            with: {command: "echo {{ steps.get.status }} {{ steps.get.output | trim }}"}
+        """
+    )
+    execution_id = await run_to_end(svc, "methods")
+    texts = [line.text for line in svc.store.get_logs(execution_id)]
+    assert "passed fetched" in texts
