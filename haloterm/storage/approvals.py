@@ -139,7 +139,8 @@ class ApprovalStore(StoreCore):
 
         Raises:
             ApprovalRefused: it is already decided or timed out (naming who and
-                when), the actor may not approve it, or the actor already answered.
+                when), its deadline has passed, the actor may not approve it, or
+                the actor already answered.
             NotFoundError: there is no such approval.
         """
         if decision not in _DECISIONS:
@@ -158,6 +159,7 @@ class ApprovalStore(StoreCore):
                 )
             approval = _approval(row)
             _check_decision(approval, actor, decision, role_set)
+            _check_deadline(approval, decision, now)
             entry = ApprovalDecision(
                 by=actor, decision=decision, at=now, comment=comment
             )
@@ -204,6 +206,14 @@ def _check_decision(
         raise ApprovalRefused(f"{actor} started this run and may not approve it")
     if any(entry.by == actor for entry in approval.decisions):
         raise ApprovalRefused(f"{actor} has already answered this approval")
+
+
+def _check_deadline(approval: Approval, decision: Decision, now: datetime) -> None:
+    # Past the deadline only the owner's timer decides (its on_timeout may approve,
+    # reject or escalate); a click that arrives late changes nothing.
+    deadline = approval.deadline
+    if decision != "timed_out" and deadline is not None and now >= deadline:
+        raise ApprovalRefused(f"already timed out at {deadline:%Y-%m-%d %H:%M:%SZ}")
 
 
 def _settle(approval: Approval, entry: ApprovalDecision) -> Approval:

@@ -105,6 +105,23 @@ def race(
     return results
 
 
+def test_a_click_after_the_deadline_changes_nothing(
+    store: Store, clock: FakeClock
+) -> None:
+    eid = request(store, clock)
+    clock.advance(61)
+    with pytest.raises(ApprovalRefused) as caught:
+        store.decide_approval(
+            eid, "approve", actor="bob", decision="approved", roles={"lead"}
+        )
+    assert caught.value.reason == "already timed out at 2026-03-29 00:31:00Z"
+    assert store.get_approval(eid, "approve").status == "waiting"  # type: ignore[union-attr]
+    timed_out = store.decide_approval(
+        eid, "approve", actor="haloterm", decision="timed_out"
+    )
+    assert timed_out.status == "timed_out"
+
+
 def test_two_consoles_decide_at_once_and_one_wins(
     store: Store, second: Store, clock: FakeClock
 ) -> None:

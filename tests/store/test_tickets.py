@@ -272,4 +272,6 @@ def test_count_is_cached_until_someone_commits(store: Store, second: Store) -> N
     assert store.count_tickets(q) == 1
     second.create_ticket(title="b", priority="P1", actor="bob")
     assert store.count_tickets(q) == 2
+    store.create_ticket(title="c", priority="P1", actor="alice")
+    assert store.count_tickets(q) == 3
     assert store.count_tickets(TicketQuery(priority=[])) == 0
