@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from haloterm.engine.events import LogLine
@@ -45,7 +43,7 @@ _STEP_COLUMNS = (
 
 
 class ExecutionStore(StoreCore):
-    """Execution, step, log and owner methods of :class:`haloterm.storage.Store`."""
+    """Execution, step and log methods of :class:`haloterm.storage.Store`."""
 
     def create_execution(
         self,
@@ -286,135 +284,6 @@ class ExecutionStore(StoreCore):
             "SELECT max(seq) FROM log_lines WHERE execution_id = ?", (execution_id,)
         )
         return int(row[0]) if row is not None and row[0] is not None else 0
-
-    # ------------------------------------------------------------------ owners
-
-    def register_owner(
-        self, owner_id: str, *, pid: int, hostname: str, user: str
-    ) -> None:
-        """Record a process that runs executions (heartbeat starts now)."""
-        now = self._now_text()
-
-        def upsert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO owners (id, pid, hostname, user, started_at, heartbeat_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                " pid = excluded.pid, hostname = excluded.hostname,"
-                " user = excluded.user, heartbeat_at = excluded.heartbeat_at",
-                (owner_id, pid, hostname, user, now, now),
-            )
-
-        self.write(upsert)
-
-    def heartbeat(self, owner_id: str) -> bool:
-        """Refresh an owner's heartbeat.
-
-        Returns:
-            False when the owner's row is gone (another process declared it dead).
-        """
-        now = self._now_text()
-
-        def touch(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "UPDATE owners SET heartbeat_at = ? WHERE id = ?", (now, owner_id)
-            )
-            return cursor.rowcount > 0
-
-        alive = self.write(touch)
-        if not alive:
-            logger.warning(
-                "owner %s has no row any more; its runs were interrupted", owner_id
-            )
-        return alive
-
-    def remove_owner(self, owner_id: str) -> None:
-        """Forget an owner (at a clean shutdown)."""
-        self.write(
-            lambda conn: conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
-        )
-
-    def live_owner_ids(self, ttl: float = 10.0) -> set[str]:
-        """Owners whose heartbeat is younger than ``ttl`` seconds."""
-        cutoff = to_text(self.now() - timedelta(seconds=ttl))
-        rows = self._rows("SELECT id FROM owners WHERE heartbeat_at >= ?", (cutoff,))
-        return {str(row["id"]) for row in rows}
-
-    def interrupt_dead_owners(self, ttl: float, *, actor: str) -> list[int]:
-        """Mark the unfinished executions of dead owners ``interrupted``.
-
-        An owner on this host is dead when its process no longer exists; an owner
-        on another host when its heartbeat is older than ``ttl`` seconds. Its
-        running or waiting step runs fail with reason ``interrupted``; its row is
-        removed.
-
-        Returns:
-            The ids of the executions interrupted.
-        """
-        now = self.now()
-        cutoff = to_text(now - timedelta(seconds=ttl))
-        here = socket.gethostname()
-
-        def sweep(conn: sqlite3.Connection) -> list[int]:
-            interrupted: list[int] = []
-            for owner in conn.execute("SELECT * FROM owners").fetchall():
-                if owner["hostname"] == here:
-                    # A process of this host is dead the moment its pid is gone;
-                    # no need to wait out the heartbeat.
-                    dead = not pid_alive(owner["pid"])
-                else:
-                    dead = owner["heartbeat_at"] < cutoff
-                if dead:
-                    interrupted += self._interrupt_owner(
-                        conn, owner, actor, to_text(now)
-                    )
-            return interrupted
-
-        ids = self.write(sweep)
-        if ids:
-            logger.warning("interrupted executions of stopped owners: %s", ids)
-        return ids
-
-    def _interrupt_owner(
-        self, conn: sqlite3.Connection, owner: Row, actor: str, now: str
-    ) -> list[int]:
-        reason = f"owner process {owner['pid']} on {owner['hostname']} stopped"
-        rows = conn.execute(
-            "SELECT id FROM executions WHERE owner_id = ?"
-            " AND status IN ('queued', 'running', 'waiting') ORDER BY id",
-            (owner["id"],),
-        ).fetchall()
-        ids = [int(row["id"]) for row in rows]
-        for execution_id in ids:
-            conn.execute(
-                "UPDATE executions SET status = 'interrupted', reason = ?,"
-                " finished_at = ? WHERE id = ?",
-                (reason, now, execution_id),
-            )
-            conn.execute(
-                "UPDATE step_runs SET status = 'failed', reason = 'interrupted',"
-                " finished_at = ? WHERE execution_id = ?"
-                " AND status IN ('running', 'waiting')",
-                (now, execution_id),
-            )
-            detail = {"owner": owner["id"], "reason": reason}
-            self._audit(
-                conn, actor, "execution.interrupt", "execution", execution_id, detail
-            )
-        conn.execute("DELETE FROM owners WHERE id = ?", (owner["id"],))
-        return ids
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _column_value(key: str, value: Any) -> Any:
