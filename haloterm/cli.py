@@ -197,7 +197,8 @@ def runbooks(ctx: Ctx, as_json: bool) -> None:
     for r in rows:
         rate = "-" if r.success_rate is None else f"{r.success_rate:.0%}"
         click.echo(
-            f"{r.name:32} v{r.latest_version:<3} runs {r.runs:<5} ok {rate:>4}  {r.title}"
+            f"{r.name:32} v{r.latest_version:<3} runs {r.runs:<5} ok {rate:>4}  "
+            + r.title
         )
 
 
