@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -814,18 +814,7 @@ class Engine:
                 params[name] = SecretValue(name, str(value))
             else:
                 params[name] = value
-        steps = {
-            step_id: {
-                "status": rec.status.value,
-                "reason": rec.reason,
-                "exit_code": rec.exit_code,
-                "signal": rec.signal,
-                "attempts": rec.attempts,
-                "output": rec.outputs.get("output", ""),
-                "outputs": rec.outputs,
-            }
-            for step_id, rec in run.steps.items()
-        }
+        steps = StepsView(run.steps)
         return {
             "params": params,
             "ticket": ticket,
@@ -1014,6 +1003,32 @@ class Engine:
         )
         self.bus.publish(TicketChanged(ticket_id, "created"))
         return ticket_id
+
+
+class StepsView(Mapping[str, dict[str, Any]]):
+    """``steps`` in templates: each step's record, built only when a template reads it
+    (a long runbook would otherwise rebuild every step's view before every step)."""
+
+    def __init__(self, records: Mapping[str, StepRun]) -> None:
+        self._records = records
+
+    def __getitem__(self, step_id: str) -> dict[str, Any]:
+        rec = self._records[step_id]
+        return {
+            "status": rec.status.value,
+            "reason": rec.reason,
+            "exit_code": rec.exit_code,
+            "signal": rec.signal,
+            "attempts": rec.attempts,
+            "output": rec.outputs.get("output", ""),
+            "outputs": rec.outputs,
+        }
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
 
 
 def _short_error(exc: Exception) -> str:
