@@ -203,9 +203,76 @@ _LOG_LINES_BY_SEQ = [
     "CREATE INDEX ix_log_lines_step ON log_lines (execution_id, step_id, seq)",
 ]
 
+# Automation: the one lease, the ticket-event cursor (set past any history that
+# predates automation, so upgrading never replays it), rule firings, schedule state
+# and slots (one row per schedule, slot and clock epoch), and raw intake payloads.
+_AUTOMATION = [
+    """CREATE TABLE automation_lease (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        hostname TEXT NOT NULL,
+        user TEXT NOT NULL,
+        acquired_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE rule_firings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id INTEGER NOT NULL,
+        ticket_id INTEGER,
+        runbook TEXT NOT NULL,
+        trigger_index INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        dedupe_key TEXT,
+        status TEXT NOT NULL,
+        reason TEXT,
+        execution_id INTEGER,
+        holder TEXT,
+        at TEXT NOT NULL,
+        UNIQUE (event_id, runbook, trigger_index)
+    )""",
+    "CREATE INDEX ix_rule_firings_key"
+    " ON rule_firings (runbook, trigger_index, dedupe_key, id)",
+    "CREATE INDEX ix_rule_firings_ticket ON rule_firings (ticket_id, id)",
+    """CREATE TABLE schedule_state (
+        id TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL DEFAULT 0,
+        paused_by TEXT,
+        paused_at TEXT,
+        last_slot TEXT,
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE schedule_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        schedule_id TEXT NOT NULL,
+        slot_key TEXT NOT NULL,
+        epoch INTEGER NOT NULL DEFAULT 0,
+        scheduled_for TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        execution_id INTEGER,
+        holder TEXT,
+        at TEXT NOT NULL,
+        UNIQUE (schedule_id, slot_key, epoch)
+    )""",
+    "CREATE INDEX ix_schedule_runs_schedule ON schedule_runs (schedule_id, id)",
+    """CREATE TABLE intake_payloads (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        body TEXT NOT NULL,
+        outcome TEXT NOT NULL DEFAULT '{}'
+    )""",
+    "INSERT OR IGNORE INTO meta (key, value) SELECT 'automation.event_cursor',"
+    " CAST(coalesce(max(id), 0) AS TEXT) FROM ticket_events",
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('automation.clock_epoch', '0')",
+]
+
 MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
     ("0001_initial", [*_TABLES, *_INDEXES, *_AUDIT_APPEND_ONLY]),
     ("0002_log_lines_by_seq", _LOG_LINES_BY_SEQ),
+    ("0003_automation", _AUTOMATION),
 )
 """Every migration, oldest first: (name, statements)."""
 

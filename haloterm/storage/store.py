@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from haloterm.storage.approvals import ApprovalStore
+from haloterm.storage.automation import AutomationStore
 from haloterm.storage.executions import ExecutionStore
 from haloterm.storage.owners import OwnerStore
 from haloterm.storage.runbooks import RunbookStore
 from haloterm.storage.tickets import TicketStore
 
 
-class Store(TicketStore, RunbookStore, ExecutionStore, OwnerStore, ApprovalStore):
+class Store(
+    TicketStore,
+    RunbookStore,
+    ExecutionStore,
+    OwnerStore,
+    ApprovalStore,
+    AutomationStore,
+):
     """haloterm's store: tickets, runbooks, executions, approvals and the audit.
 
     Open it with :meth:`Store.open` and close it (or use it as a context manager).
