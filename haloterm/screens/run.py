@@ -244,6 +244,7 @@ first; reject needs a comment.
             scope = self.log_pane.scope
             if scope is not None and scope.covers(event.step_id, event.host):
                 self.reload_step_runs()
+        self._refresh_header()
         self.refresh_bindings()
 
     def _execution_changed(self, event: ExecutionChanged) -> None:
@@ -288,12 +289,18 @@ first; reject needs a comment.
         if execution is None:
             return
         waiting = self._waiting_step()
+        node = self.query_one(StepTree).selected
+        failed = None
+        if node is not None and node.status == "failed" and node.reason:
+            where = f"{node.step_id}@{node.host}" if node.host else node.step_id
+            failed = (where, node.reason.splitlines()[0])
         text = header_text(
             execution,
             self.runbook,
             self.now(),
             waiting_step=waiting,
             approval=self.approvals.get(waiting) if waiting else None,
+            failed_step=failed,
             variables=self._variables(),
         )
         self.query_one(RunHeader).update(text)

@@ -27,6 +27,7 @@ def header_text(
     *,
     waiting_step: str | None = None,
     approval: Approval | None = None,
+    failed_step: tuple[str, str] | None = None,
     variables: Mapping[str, str] | None = None,
 ) -> Text:
     """The run's header: title, version, id and status; who, how and how long; the
@@ -38,6 +39,8 @@ def header_text(
         now: the current time, for the elapsed time of an unfinished run.
         waiting_step: the selected step when it is waiting for a decision.
         approval: that step's approval request, when loaded.
+        failed_step: the selected step's id and failure reason, when it failed (the
+            tree may be too narrow to show the whole reason).
         variables: theme variables for status colours.
     """
     title = runbook.display_title if runbook is not None else execution.runbook
@@ -56,6 +59,12 @@ def header_text(
     if execution.reason:
         text.append("\n")
         text.append(execution.reason.splitlines()[0], style=Style(italic=True))
+    if failed_step is not None:
+        step_id, reason = failed_step
+        text.append("\n")
+        text.append_text(status_text("failed", variables=variables))
+        text.append(f" {step_id}: ")
+        text.append(reason)
     if waiting_step is not None:
         text.append("\n")
         text.append_text(status_text("waiting", variables=variables))

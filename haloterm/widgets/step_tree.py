@@ -83,6 +83,7 @@ class StepTree(Tree[StepNode]):
     StepTree {
         background: $surface;
         padding: 0 1;
+        overflow-x: hidden;
     }
     """
 

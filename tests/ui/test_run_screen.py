@@ -203,8 +203,12 @@ async def test_live_run_shows_statuses_and_sanitised_log(
             assert "\x1b]" not in entry.text and "\x1b[2J" not in entry.text
         assert "going down" not in shown
 
+        # The header repeats the selected failed step's reason, whole.
+        await pilot.press("down")
+        await wait_for(pilot, lambda: "✘ failed soft-fail: exit 3" in header(screen))
+
         # The log follows the step under the cursor; `l` shows every step.
-        await pilot.press("l")
+        await pilot.press("up", "l")
         await wait_for(pilot, lambda: "going down" in view.plain_lines())
         assert view.show_source
 
