@@ -493,6 +493,22 @@ async def test_fan_out_hosts_appear_under_their_step(
     await drive(services, scenario)
 
 
+async def test_unknown_run_is_reported(services: Services) -> None:
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        await app.push_screen(RunScreen(999))
+        await wait_for(
+            pilot,
+            lambda: any("#999 does not exist" in n.message for n in app._notifications),
+        )
+        screen = run_screen(app)
+        assert screen.execution is None
+        assert not screen.check_action("cancel_run", ())
+        await pilot.press("escape")
+        assert not isinstance(app.screen, RunScreen)
+
+    await drive(services, scenario)
+
+
 # ---------------------------------------------------------------------- snapshots
 
 SnapCompare = Callable[..., bool]

@@ -11,6 +11,7 @@ from textual.message import Message
 from haloterm.engine.events import LogLine
 from haloterm.models import Execution, ExecutionStatus, Runbook, StepRun, StepStatus
 from haloterm.widgets.log_view import LogView, clean_line
+from haloterm.widgets.run_header import header_text, truncation_text
 from haloterm.widgets.status import (
     SPINNER,
     format_duration,
@@ -298,3 +299,53 @@ async def test_log_view_search_and_sources() -> None:
         assert rendered(view, 1).endswith("│ beta")
         view.clear()
         assert view.line_count == 0 and view.last_seq == 0
+
+
+# ---------------------------------------------------------------------- run header
+
+
+def test_header_text_says_everything_in_words() -> None:
+    execution = Execution(
+        id=12,
+        runbook="restart-web",
+        version=3,
+        status=ExecutionStatus.FAILED,
+        operator="alice",
+        trigger="rule",
+        ticket_id=7,
+        parent_id=4,
+        reason="step restart failed: [/etc] exit 1",
+        created_at=T0,
+        started_at=T0,
+        finished_at=T0 + timedelta(seconds=75),
+    )
+    text = header_text(
+        execution,
+        RUNBOOK,
+        T0 + timedelta(hours=1),
+        failed_step=("restart@web-02", "exit 1"),
+    ).plain
+    assert text.splitlines() == [
+        "Restart the web tier  v3 · run #12  ✘ failed",
+        "operator alice · trigger rule · ticket #7 · child of run #4 · elapsed 1m15s",
+        "step restart failed: [/etc] exit 1",
+        "✘ failed restart@web-02: exit 1",
+    ]
+
+
+def test_truncation_text_only_when_output_was_lost() -> None:
+    kept = StepRun(execution_id=1, step_id="a", output_bytes=10)
+    lost = StepRun(
+        execution_id=1,
+        step_id="b",
+        output_bytes=60_000_000,
+        output_truncated=True,
+        output_file="/data/output/1-b.log",
+    )
+    assert truncation_text([kept], 10) is None
+    text = truncation_text([kept, lost], 5000)
+    assert text is not None
+    assert text.plain == (
+        "output truncated: 60.0 MB, showing last 5,000 lines"
+        " · full output: /data/output/1-b.log"
+    )
