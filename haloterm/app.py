@@ -17,6 +17,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from haloterm.engine.events import (
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 MIN_WIDTH = 60
 MIN_HEIGHT = 16
+KEY_HOLD_LIMIT = 3.0
+"""Seconds keys are held for a screen that is still loading, at most."""
 _SEVERITIES = ("information", "warning", "error")
 Severity = Literal["information", "warning", "error"]
 
@@ -88,6 +91,10 @@ class HalotermApp(App[None]):
         self.services = services
         self.clock: Callable[[], datetime] = clock or services.clock
         self._unsubscribe: Callable[[], None] | None = None
+        self._starting = True
+        self._held_keys: list[events.Key] = []
+        self._hold_timer: Timer | None = None
+        self._hold_expired = False
 
     @property
     def operator(self) -> str:
@@ -101,8 +108,10 @@ class HalotermApp(App[None]):
         from haloterm.screens.main import MainScreen
 
         await self.push_screen(MainScreen())
+        self._starting = False
         self._check_size(self.size.width, self.size.height)
         self.count_waiting_approvals()
+        self.replay_keys()
 
     async def on_unmount(self) -> None:
         if self._unsubscribe is not None:
@@ -111,6 +120,55 @@ class HalotermApp(App[None]):
             await self.services.stop()
         finally:
             close_log_file()
+
+    # ------------------------------------------------------------------ typing ahead
+
+    async def on_event(self, event: events.Event) -> None:
+        # Keys typed while the screen still loads what they act on (p then r then
+        # Enter, typed faster than the store answers) wait here and are replayed in
+        # order once it is ready, so none is lost or lands on the screen before.
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            if self._held_keys or self._keys_wait():
+                self._hold_key(event)
+                return
+        await super().on_event(event)
+
+    def _keys_wait(self) -> bool:
+        if self._hold_expired:
+            return False
+        return self._starting or not getattr(self.screen, "keys_ready", True)
+
+    def _hold_key(self, key: events.Key) -> None:
+        if self._hold_timer is None:
+            self._hold_timer = self.set_timer(KEY_HOLD_LIMIT, self._release_held_keys)
+        self._held_keys.append(key)
+        logger.debug("key %s held until %s is ready", key.key, self.screen)
+
+    def replay_keys(self) -> None:
+        """Replay the keys held so far, if the current screen is ready for them.
+
+        Screens that load before they can act on keys set ``keys_ready = False``
+        and call this once they are ready.
+        """
+        if self._held_keys:
+            self.call_next(self._replay_held_keys)
+
+    async def _replay_held_keys(self) -> None:
+        while self._held_keys and not self._keys_wait():
+            key = self._held_keys.pop(0)
+            await super().on_event(key)
+        if not self._held_keys and self._hold_timer is not None:
+            self._hold_timer.stop()
+            self._hold_timer = None
+
+    async def _release_held_keys(self) -> None:
+        # A screen that never became ready must not swallow the keyboard.
+        self._hold_expired = True
+        self._hold_timer = None
+        try:
+            await self._replay_held_keys()
+        finally:
+            self._hold_expired = False
 
     # ------------------------------------------------------------------ events
 

@@ -766,3 +766,7 @@ def hosts_trust(ctx: Ctx, host: str, port: int | None) -> None:
             detail={"keytype": keytype, "fingerprint": fingerprint, "port": port},
         )
     click.echo(f"trusted {host}: {keytype} {fingerprint}")
+
+
+# Automation commands (worker, intake, schedules) attach themselves to `main`.
+import haloterm.cli_automation  # noqa: E402, F401

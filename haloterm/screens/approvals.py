@@ -99,6 +99,8 @@ class ApprovalsScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.waiting: list[Waiting] = []
+        self.keys_ready = False
+        """False until the queue is first read; the app holds keys until then."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -126,11 +128,21 @@ class ApprovalsScreen(Screen[None]):
     def load_approvals(self) -> None:
         """Read the waiting approvals and their runs in a thread."""
         store = self.app.services.store
-        found = [
-            Waiting(approval, store.get_execution(approval.execution_id))
-            for approval in store.pending_approvals()
-        ]
-        self.app.call_from_thread(self._show, found)
+        found: list[Waiting] | None = None
+        try:
+            found = [
+                Waiting(approval, store.get_execution(approval.execution_id))
+                for approval in store.pending_approvals()
+            ]
+        finally:
+            self.app.call_from_thread(self._loaded, found)
+
+    def _loaded(self, found: list[Waiting] | None) -> None:
+        if found is not None:
+            self._show(found)
+        if not self.keys_ready:
+            self.keys_ready = True
+            self.app.replay_keys()
 
     def _show(self, waiting: list[Waiting]) -> None:
         table = self.query_one(DataTable)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -52,6 +53,18 @@ class MainScreen(Screen[None]):
 
     app: HalotermApp
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._finding_p1 = False
+
+    @property
+    def keys_ready(self) -> bool:
+        """False while what the next key acts on is still being read; the app holds
+        keys typed meanwhile and replays them once this turns True."""
+        if self._finding_p1 or not self.is_mounted:
+            return False
+        return self.tickets.page is not None and self.runbooks.loaded
+
     def compose(self) -> ComposeResult:
         store = self.app.services.store
         yield Header()
@@ -66,7 +79,7 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(TicketTable).focus()
-        self.set_interval(1.0, self.check_store_version)
+        self.set_interval(1.0, self.tickets.check_store)
 
     @property
     def tickets(self) -> TicketTable:
@@ -89,7 +102,11 @@ class MainScreen(Screen[None]):
         text = f"Tickets  {shown}  {sort}"
         if self.tickets.filter_text:
             text += f"  filter: {self.tickets.filter_text}"
-        self.query_one("#tickets-title", Label).update(text)
+        self.query_one("#tickets-title", Label).update(Text(text))
+        self.app.replay_keys()
+
+    def on_runbook_list_loaded(self) -> None:
+        self.app.replay_keys()
 
     # ------------------------------------------------------------------ live
 
@@ -126,16 +143,7 @@ class MainScreen(Screen[None]):
         if run.ticket_id is not None:
             self.tickets.update_run(run.ticket_id, run)
 
-    @work(thread=True, exclusive=True, group="store-version", exit_on_error=False)
-    def check_store_version(self) -> None:
-        """Notice commits made by other processes and re-read the visible page."""
-        version = self.app.services.store.data_version()
-        page = self.tickets.page
-        if page is not None and version != page.version:
-            self.app.call_from_thread(self._store_changed)
-
-    def _store_changed(self) -> None:
-        self.tickets.load("reload", cursor_row=self.tickets.cursor_row)
+    def on_ticket_table_runs_moved(self) -> None:
         self.runbooks.reload()
 
     # ------------------------------------------------------------------ actions
@@ -219,6 +227,7 @@ class MainScreen(Screen[None]):
 
     def action_newest_p1(self) -> None:
         """Open the newest P1 ticket that is not resolved."""
+        self._finding_p1 = True
         self.find_newest_p1()
 
     @work(thread=True, exclusive=True, group="newest-p1", exit_on_error=False)
@@ -226,11 +235,20 @@ class MainScreen(Screen[None]):
         query = TicketQuery(
             priority=["P1"], status=OPEN_STATUSES, sort="created_at", limit=1
         )
-        rows = self.app.services.store.query_tickets(query).rows
-        if rows:
-            self.app.call_from_thread(self.open_ticket, rows[0].id)
-        else:
-            self.app.call_from_thread(self.notify, "No open P1 ticket.")
+        found = -1  # a failed read is reported by the worker's error handler
+        try:
+            rows = self.app.services.store.query_tickets(query).rows
+            found = rows[0].id if rows else 0
+        finally:
+            self.app.call_from_thread(self._found_p1, found)
+
+    def _found_p1(self, ticket_id: int) -> None:
+        self._finding_p1 = False
+        if ticket_id > 0:
+            self.open_ticket(ticket_id)
+        elif ticket_id == 0:
+            self.notify("No open P1 ticket.")
+        self.app.replay_keys()
 
     def screen_commands(self) -> Iterable[SystemCommand]:
         """Commands of this screen for the command palette."""

@@ -60,6 +60,8 @@ class RunForm(ModalScreen[int | None]):
         self.runbook: Runbook | None = None
         self._names: list[str] = []
         self._starting = False
+        self.keys_ready = False
+        """False until the fields are built; the app holds keys until then."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="run-form"):
@@ -71,6 +73,13 @@ class RunForm(ModalScreen[int | None]):
                 yield Button("Cancel (Esc)", id="cancel")
 
     async def on_mount(self) -> None:
+        try:
+            await self._load()
+        finally:
+            self.keys_ready = True
+            self.app.replay_keys()
+
+    async def _load(self) -> None:
         store = self.app.services.store
         stored = await store.call(store.get_runbook, self.runbook_name)
         if stored is None:

@@ -74,6 +74,8 @@ class TicketScreen(Screen[None]):
         super().__init__()
         self.ticket_id = ticket_id
         self.view: TicketView | None = None
+        self.keys_ready = False
+        """False until the ticket is first shown; the app holds keys until then."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -102,9 +104,18 @@ class TicketScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="ticket-view", exit_on_error=False)
     def load_ticket(self) -> None:
         """Read the ticket, its history, runs and runbooks in a thread."""
-        view = self._read()
+        view: TicketView | None = None
+        try:
+            view = self._read()
+        finally:
+            self.app.call_from_thread(self._loaded, view)
+
+    def _loaded(self, view: TicketView | None) -> None:
         if view is not None:
-            self.app.call_from_thread(self._show, view)
+            self._show(view)
+        if not self.keys_ready:
+            self.keys_ready = True
+            self.app.replay_keys()
 
     def _read(self) -> TicketView | None:
         store = self.app.services.store

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any, NamedTuple, get_args
 
-from haloterm.models import PRIORITIES, Ticket, TicketStatus
+from haloterm.models import PRIORITIES, Execution, Ticket, TicketStatus
 from haloterm.storage.clock import parse_time, to_text
 from haloterm.storage.core import Row, StoreCore, dumps, loads
 from haloterm.storage.errors import NotFoundError, StoreError
+from haloterm.storage.executions import _execution
 from haloterm.storage.records import (
     TicketCursor,
     TicketEvent,
@@ -24,6 +26,24 @@ logger = logging.getLogger(__name__)
 _STATUSES = {status.value for status in TicketStatus}
 _FILTER_KEYS = ("priority", "status", "type", "category")
 _COUNT_CACHE_SIZE = 64
+_UNFINISHED = ("queued", "running", "waiting")
+
+
+class ConsoleStamp(NamedTuple):
+    """Cheap marks that move when what the ticket list shows may have changed.
+
+    Log lines and step records do not move them, so a console can tell "a run wrote
+    logs" (nothing to redraw) from "a ticket or a run changed" without re-reading
+    the page.
+    """
+
+    tickets: tuple[int, int]
+    """The highest ticket id ever given and the newest ticket event: every create,
+    update, note and status change moves one of them."""
+    runs: tuple[int, int]
+    """The newest execution id and how many executions are unfinished."""
+    runbooks: int
+    """The newest runbook version id."""
 
 
 class TicketStore(StoreCore):
@@ -273,6 +293,57 @@ class TicketStore(StoreCore):
                 self._count_cache.clear()
             self._count_cache[key] = count
         return count
+
+    def console_stamp(self) -> ConsoleStamp:
+        """Where tickets, runs and runbooks stand, in a few index lookups.
+
+        Returns:
+            A :class:`ConsoleStamp`; compare it with an earlier one.
+        """
+        conn = self._reader()
+        seq = conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'tickets'"
+        ).fetchone()
+        events = conn.execute("SELECT max(id) FROM ticket_events").fetchone()
+        runs = conn.execute(
+            "SELECT max(id), (SELECT count(*) FROM executions WHERE status IN"
+            f" ({', '.join('?' for _ in _UNFINISHED)})) FROM executions",
+            _UNFINISHED,
+        ).fetchone()
+        versions = conn.execute("SELECT max(id) FROM runbook_versions").fetchone()
+        return ConsoleStamp(
+            tickets=(_int(seq), _int(events)),
+            runs=(_int(runs), int(runs[1] or 0) if runs else 0),
+            runbooks=_int(versions),
+        )
+
+    def latest_runs(self, ticket_ids: Sequence[int]) -> dict[int, Execution]:
+        """The newest execution of each ticket that has one, in one query.
+
+        Args:
+            ticket_ids: the tickets of a page (a few hundred at most).
+
+        Returns:
+            Ticket id to its newest execution; tickets without runs are absent.
+        """
+        if not ticket_ids:
+            return {}
+        marks = ", ".join("?" for _ in ticket_ids)
+        # The inner query walks ix_executions_ticket (ticket_id, id): one seek per
+        # ticket for its highest id, then one rowid lookup per run found.
+        rows = self._rows(
+            "SELECT e.* FROM executions AS e JOIN"
+            " (SELECT max(id) AS id FROM executions"
+            f" WHERE ticket_id IN ({marks}) GROUP BY ticket_id) AS newest"
+            " ON e.id = newest.id",
+            list(ticket_ids),
+        )
+        runs = [_execution(row) for row in rows]
+        return {run.ticket_id: run for run in runs if run.ticket_id is not None}
+
+
+def _int(row: Row | None) -> int:
+    return int(row[0] or 0) if row is not None else 0
 
 
 def page_sql(q: TicketQuery) -> tuple[str, list[Any]]:

@@ -25,10 +25,15 @@ class RunbookList(DataTable[Any]):
             super().__init__()
             self.runbook = runbook
 
+    class Loaded(Message):
+        """The list was read from the store and shown."""
+
     def __init__(self, store: Store, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.store = store
         self.summaries: list[RunbookSummary] = []
+        self.loaded = False
+        """True once the list has been read at least once."""
 
     def on_mount(self) -> None:
         self.add_column("Runbook", key="title", width=34)
@@ -52,6 +57,8 @@ class RunbookList(DataTable[Any]):
         names = [s.name for s in summaries]
         if keep in names:
             self.move_cursor(row=names.index(keep), animate=False)
+        self.loaded = True
+        self.post_message(self.Loaded())
 
     @staticmethod
     def _cells(summary: RunbookSummary) -> list[Text]:

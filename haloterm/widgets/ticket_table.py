@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import var
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from haloterm.storage import TicketCursor, TicketQuery
 from haloterm.storage.clock import to_text
@@ -27,6 +28,7 @@ from haloterm.widgets.status import status_text
 if TYPE_CHECKING:
     from haloterm.models import Execution, Ticket
     from haloterm.storage import Store
+    from haloterm.storage.tickets import ConsoleStamp
 
 PAGE_SIZE = 100
 Move = Literal["first", "next", "prev", "last", "reload"]
@@ -39,6 +41,11 @@ _COLUMNS = (
     ("runs", "Runs", 13),
 )
 _FIXED = sum(width for _, _, width in _COLUMNS) + 2 * len(_COLUMNS) + 2
+
+
+def title_width(table_width: int) -> int:
+    """The Title column's width: what the other columns leave, never below 12."""
+    return max(12, table_width - _FIXED)
 
 
 def age(since: datetime, now: datetime) -> str:
@@ -74,6 +81,8 @@ class Page:
     query: TicketQuery = field(default_factory=TicketQuery)
     version: int = 0
     """The store's data version read just before the page was."""
+    stamp: ConsoleStamp | None = None
+    """Where tickets and runs stood when the page was read."""
 
 
 class TicketTable(DataTable[Any]):
@@ -102,6 +111,13 @@ class TicketTable(DataTable[Any]):
             self.count = count
             self.total = total
 
+    class RunsMoved(Message):
+        """Runs started or finished, or runbooks changed, since the page was read."""
+
+        def __init__(self, table: TicketTable) -> None:
+            super().__init__()
+            self.table = table
+
     class TicketSelected(Message):
         """Enter on a ticket."""
 
@@ -125,10 +141,13 @@ class TicketTable(DataTable[Any]):
         self.page: Page | None = None
         self.filter_text = ""
         """The filter as the operator typed it, for display."""
-        self._title_width = 0
+        self._counts: dict[tuple[Any, ...], tuple[tuple[int, int], int]] = {}
+        """Filter key to (ticket stamp, count): counted again only when tickets
+        change, never because runs wrote logs."""
 
     def on_mount(self) -> None:
-        self._build_columns()
+        for key, label, width in _COLUMNS:
+            self.add_column(label, width=width or title_width(self.size.width), key=key)
         self.load("first")
 
     def watch_ticket_query(self) -> None:
@@ -149,7 +168,8 @@ class TicketTable(DataTable[Any]):
     ) -> Page | None:
         store = self.store
         version = store.data_version()
-        total = store.count_tickets(query)
+        stamp = store.console_stamp()
+        total = self._count(query, stamp)
         base = query.model_copy(update={"limit": PAGE_SIZE, "after": None})
         reverse = base.model_copy(update={"descending": not base.descending})
         rows = current.rows if current else []
@@ -191,10 +211,31 @@ class TicketTable(DataTable[Any]):
                 return None
             found, has_next = page.rows, page.next_cursor is not None
             has_prev = start > 0
-        runs = self._latest_runs(found)
+        latest = store.latest_runs([ticket.id for ticket in found])
+        runs = {ticket.id: latest.get(ticket.id) for ticket in found}
         return Page(
-            found, runs, start, total, has_prev, has_next, cursor_row, query, version
+            found,
+            runs,
+            start,
+            total,
+            has_prev,
+            has_next,
+            cursor_row,
+            query,
+            version,
+            stamp,
         )
+
+    def _count(self, query: TicketQuery, stamp: ConsoleStamp) -> int:
+        key = query.filter_key()
+        cached = self._counts.get(key)
+        if cached is not None and cached[0] == stamp.tickets:
+            return cached[1]
+        count = self.store.count_tickets(query)
+        if len(self._counts) > 32:
+            self._counts.clear()
+        self._counts[key] = (stamp.tickets, count)
+        return count
 
     @staticmethod
     def _cursor(ticket: Ticket, sort: str) -> TicketCursor:
@@ -209,19 +250,26 @@ class TicketTable(DataTable[Any]):
             ahead = -ahead
         return TicketCursor(value=sort_value(ticket, query.sort), id=ticket.id + ahead)
 
-    def _latest_runs(self, tickets: list[Ticket]) -> dict[int, Execution | None]:
-        runs: dict[int, Execution | None] = {}
-        for ticket in tickets:
-            found = self.store.list_executions(ticket_id=ticket.id, limit=1)
-            runs[ticket.id] = found[0] if found else None
-        return runs
-
     # ------------------------------------------------------------------ showing
 
     def _show(self, page: Page) -> None:
         if page.query != self.ticket_query:
             return
-        self.page = page
+        current, self.page = self.page, page
+        same_rows = current is not None and [t.id for t in current.rows] == [
+            t.id for t in page.rows
+        ]
+        if same_rows and current is not None:
+            # The same tickets in the same order: redraw only what changed, so a
+            # live refresh keeps the cursor and scroll and costs nothing when idle.
+            for old, new in zip(current.rows, page.rows, strict=True):
+                if old != new or current.runs.get(old.id) != page.runs.get(new.id):
+                    self._redraw(new)
+        else:
+            self._fill(page)
+        self.post_message(self.PageShown(self, page.start, len(page.rows), page.total))
+
+    def _fill(self, page: Page) -> None:
         self.clear()
         for ticket in page.rows:
             self.add_row(
@@ -231,7 +279,6 @@ class TicketTable(DataTable[Any]):
             self.move_cursor(
                 row=min(page.cursor_row, len(page.rows) - 1), animate=False
             )
-        self.post_message(self.PageShown(self, page.start, len(page.rows), page.total))
 
     def _cells(self, ticket: Ticket, run: Execution | None) -> list[Text]:
         now = self.clock()
@@ -254,17 +301,68 @@ class TicketTable(DataTable[Any]):
         ]
         return cells
 
-    def _build_columns(self) -> None:
-        self.clear(columns=True)
-        self._title_width = max(12, self.size.width - _FIXED)
-        for key, label, width in _COLUMNS:
-            self.add_column(label, width=width or self._title_width, key=key)
-
     def on_resize(self) -> None:
-        wanted = max(12, self.size.width - _FIXED)
-        if wanted != self._title_width and self.page is not None:
-            self._build_columns()
-            self._show(self.page)
+        # The title takes what the other columns leave; only its width changes, so
+        # the rows stay as they are (no rebuild, no re-read).
+        column = self.columns.get(ColumnKey("title"))
+        wanted = title_width(self.size.width)
+        if column is None or column.width == wanted:
+            return
+        column.width = wanted
+        self._require_update_dimensions = True
+        self._clear_caches()
+        self.refresh()
+
+    # ------------------------------------------------------------------ live
+
+    @work(thread=True, exclusive=True, group="ticket-check", exit_on_error=False)
+    def check_store(self) -> None:
+        """Notice commits from any process and redraw what they changed.
+
+        Runs writing logs move the data version many times a second; that alone
+        costs two small index reads here. A new or changed ticket re-reads the page
+        (and the count); a changed run redraws its row only.
+        """
+        page = self.page
+        version = self.store.data_version()
+        if page is None or version == page.version:
+            return
+        stamp = self.store.console_stamp()
+        if page.stamp is None or stamp.tickets != page.stamp.tickets:
+            self.app.call_from_thread(self._tickets_moved, page, stamp)
+            return
+        runs = self.store.latest_runs([ticket.id for ticket in page.rows])
+        changed = {
+            ticket.id: runs.get(ticket.id)
+            for ticket in page.rows
+            if runs.get(ticket.id) != page.runs.get(ticket.id)
+        }
+        self.app.call_from_thread(self._runs_moved, page, version, stamp, changed)
+
+    def _tickets_moved(self, page: Page, stamp: ConsoleStamp) -> None:
+        if self.page is not page:
+            return
+        if page.stamp is None or page.stamp[1:] != stamp[1:]:
+            self.post_message(self.RunsMoved(self))
+        self.load("reload", cursor_row=self.cursor_row)
+
+    def _runs_moved(
+        self,
+        page: Page,
+        version: int,
+        stamp: ConsoleStamp,
+        changed: dict[int, Execution | None],
+    ) -> None:
+        if self.page is not page:
+            return
+        runs_moved = page.stamp is None or page.stamp[1:] != stamp[1:]
+        page.version, page.stamp = version, stamp
+        for ticket in page.rows:
+            if ticket.id in changed:
+                page.runs[ticket.id] = changed[ticket.id]
+                self._redraw(ticket)
+        if runs_moved or changed:
+            self.post_message(self.RunsMoved(self))
 
     # ------------------------------------------------------------------ updates
 
