@@ -53,6 +53,24 @@ class NotifyChannel(BaseModel):
     starttls: bool = True
 
 
+class GenericIntake(BaseModel):
+    """How ``/hooks/generic`` bodies become tickets: dotted paths into the JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = "title"
+    key: str | None = None
+    """A unique key of the source; replays with the same key update one ticket."""
+    priority: str | None = None
+    """``P1``..``P4``, or a severity (``critical``, ``warning`` ...)."""
+    default_priority: str = "P3"
+    description: str | None = None
+    category: str | None = None
+    status: str | None = None
+    """A value of ``resolved``, ``ok`` or ``closed`` resolves the ticket."""
+    fields: dict[str, str] = Field(default_factory=dict)
+    """Ticket field name to dotted path."""
+
+
 class Settings(BaseModel):
     """Everything haloterm reads from its config file."""
 
@@ -68,6 +86,12 @@ class Settings(BaseModel):
     groups: dict[str, list[str]] = Field(default_factory=dict)
     notify: dict[str, NotifyChannel] = Field(default_factory=dict)
     intake_token_secret: str | None = None
+    intake_pagerduty_secret: str | None = None
+    """Name of the secret holding the PagerDuty webhook signing secret."""
+    intake_generic: GenericIntake | None = None
+    """The mapping of ``/hooks/generic``; without it that endpoint answers 404."""
+    intake_max_body: int = 1024 * 1024
+    """Largest intake request body, in bytes."""
     log_level: str = "INFO"
     max_child_depth: int = 10
     output_cap_bytes: int = 256 * 1024 * 1024
