@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.dom import DOMNode
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
@@ -95,6 +96,7 @@ class HalotermApp(App[None]):
         self._held_keys: list[events.Key] = []
         self._hold_timer: Timer | None = None
         self._hold_expired = False
+        self._key_in_flight = False
 
     @property
     def operator(self) -> str:
@@ -124,16 +126,22 @@ class HalotermApp(App[None]):
     # ------------------------------------------------------------------ typing ahead
 
     async def on_event(self, event: events.Event) -> None:
-        # Keys typed while the screen still loads what they act on (p then r then
-        # Enter, typed faster than the store answers) wait here and are replayed in
-        # order once it is ready, so none is lost or lands on the screen before.
+        # Keys typed faster than the console answers (p, r, Enter in one burst) are
+        # handled one at a time: a key waits until the one before it has gone all
+        # the way through (its widget, then the bindings) and until the screen it
+        # lands on has loaded what it acts on. None is lost or lands on the screen
+        # before.
         if isinstance(event, events.Key) and not event.is_forwarded:
             if self._held_keys or self._keys_wait():
                 self._hold_key(event)
-                return
+            else:
+                await self._send_key(event)
+            return
         await super().on_event(event)
 
     def _keys_wait(self) -> bool:
+        if self._key_in_flight:
+            return True
         if self._hold_expired:
             return False
         return self._starting or not getattr(self.screen, "keys_ready", True)
@@ -143,6 +151,26 @@ class HalotermApp(App[None]):
             self._hold_timer = self.set_timer(KEY_HOLD_LIMIT, self._release_held_keys)
         self._held_keys.append(key)
         logger.debug("key %s held until %s is ready", key.key, self.screen)
+
+    async def _send_key(self, key: events.Key) -> None:
+        target: DOMNode | None = self.focused or self.screen
+        self._key_in_flight = True
+        await super().on_event(key)
+        self._follow_key(target)
+
+    def _follow_key(self, node: DOMNode | None) -> None:
+        # A callback queued behind the key at each widget from the focused one up:
+        # when the last runs in the app, the key has bubbled through and any binding
+        # it fired has run.
+        while node is not None and node is not self:
+            if node.call_later(self._follow_key, node.parent):
+                return
+            node = node.parent
+        self.call_later(self._key_done)
+
+    def _key_done(self) -> None:
+        self._key_in_flight = False
+        self.replay_keys()
 
     def replay_keys(self) -> None:
         """Replay the keys held so far, if the current screen is ready for them.
@@ -154,21 +182,24 @@ class HalotermApp(App[None]):
             self.call_next(self._replay_held_keys)
 
     async def _replay_held_keys(self) -> None:
-        while self._held_keys and not self._keys_wait():
-            key = self._held_keys.pop(0)
-            await super().on_event(key)
-        if not self._held_keys and self._hold_timer is not None:
-            self._hold_timer.stop()
-            self._hold_timer = None
+        if self._held_keys and not self._keys_wait():
+            await self._send_key(self._held_keys.pop(0))
+        if not self._held_keys:
+            self._hold_expired = False
+            if self._hold_timer is not None:
+                self._hold_timer.stop()
+                self._hold_timer = None
 
     async def _release_held_keys(self) -> None:
-        # A screen that never became ready must not swallow the keyboard.
-        self._hold_expired = True
+        # A screen that never became ready must not swallow the keyboard: after
+        # the limit the held keys go through as typed.
+        logger.warning(
+            "replaying %d held keys after %ss", len(self._held_keys), KEY_HOLD_LIMIT
+        )
         self._hold_timer = None
-        try:
-            await self._replay_held_keys()
-        finally:
-            self._hold_expired = False
+        self._hold_expired = True
+        self._key_in_flight = False
+        await self._replay_held_keys()
 
     # ------------------------------------------------------------------ events
 

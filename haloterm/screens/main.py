@@ -38,6 +38,7 @@ class MainScreen(Screen[None]):
     """Tickets above, runbooks below; Tab moves between them."""
 
     CSS_PATH = "main.tcss"
+    AUTO_FOCUS = "#tickets"
     SCREEN_TITLE = "Tickets and runbooks"
     HELP = (
         "Enter opens the ticket or runbook under the cursor. End and Home jump to the "

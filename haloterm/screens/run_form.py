@@ -76,8 +76,12 @@ class RunForm(ModalScreen[int | None]):
         try:
             await self._load()
         finally:
-            self.keys_ready = True
-            self.app.replay_keys()
+            # Focus moves on the app's queue; keys wait until it has.
+            self.app.call_later(self._ready_for_keys)
+
+    def _ready_for_keys(self) -> None:
+        self.keys_ready = True
+        self.app.replay_keys()
 
     async def _load(self) -> None:
         store = self.app.services.store

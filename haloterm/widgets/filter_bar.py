@@ -31,14 +31,18 @@ class FilterBar(Input):
             placeholder="disk full priority:P1,P2 status:open type:incident",
             id=id,
         )
+        # Hidden, it must not take focus (nor the keys typed at start-up).
+        self.can_focus = False
 
     def open(self) -> None:
         """Show the bar and focus it."""
+        self.can_focus = True
         self.add_class("-open")
         self.focus()
 
     def close(self) -> None:
         self.remove_class("-open")
+        self.can_focus = False
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
