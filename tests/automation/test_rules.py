@@ -76,7 +76,9 @@ async def test_a_storm_is_suppressed_by_dedupe_and_cooldown(
     last = svc.store.ticket_history(tickets[-1])
     assert last[-1].kind == "rule_suppressed"
     assert "api" in last[-1].data["reason"]
-    assert len([a for a in svc.store.list_audit() if a.action == "rule.suppressed"]) == 4
+    assert (
+        len([a for a in svc.store.list_audit() if a.action == "rule.suppressed"]) == 4
+    )
 
     clock.advance(11 * 60)
     _web(svc, "after the cooldown")
@@ -148,7 +150,9 @@ async def test_seeded_demo_tickets_fire_nothing(
     svc: Services, auto: Automation, add_runbook: AddRunbook
 ) -> None:
     examples = Path(__file__).parents[2] / "haloterm" / "examples"
-    svc.store.write(lambda conn: conn.execute("DELETE FROM meta WHERE key = 'seeded_at'"))
+    svc.store.write(
+        lambda conn: conn.execute("DELETE FROM meta WHERE key = 'seeded_at'")
+    )
     report = seed_if_empty(svc.store, examples, registry=svc.registry)
     assert report.tickets > 0 and "restart-demo-service" in report.runbooks
     await auto.step(force=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime
 
 import pytest
@@ -77,7 +79,7 @@ def test_fixed_time_slot_keys_name_the_wall_time() -> None:
 
 
 def test_every_is_aligned_to_the_epoch() -> None:
-    schedule = Schedule(every="15m")  # type: ignore[arg-type]
+    schedule = Schedule(every="15m")
     got = next_fires(schedule, datetime.fromisoformat("2025-06-01T10:07:00+00:00"), 2)
     assert [f.at.isoformat() for f in got] == [
         "2025-06-01T10:15:00+00:00",
@@ -106,3 +108,58 @@ def test_fires_between_is_bounded() -> None:
 def test_bad_schedules_are_named(cron: str, tz: str, message: str) -> None:
     with pytest.raises(ScheduleError, match=message):
         check_schedule(Schedule(cron=cron, timezone=tz))
+
+
+def _preview(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "haloterm", "schedules", "preview", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_preview_prints_the_c13_and_c14_instants() -> None:
+    spring = _preview(
+        "30 2 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--from",
+        "2025-03-29T12:00+01:00",
+        "--count",
+        "3",
+    )
+    assert spring.returncode == 0, spring.stderr
+    assert spring.stdout.splitlines() == [
+        "2025-03-30T03:00:00+02:00",
+        "2025-03-31T02:30:00+02:00",
+        "2025-04-01T02:30:00+02:00",
+    ]
+    assert "DST-adjusted" in spring.stderr
+    chicago = _preview(
+        "0 0 * * 1-5",
+        "--timezone",
+        "America/Chicago",
+        "--from",
+        "2025-03-07T00:00:01-06:00",
+        "--count",
+        "1",
+    )
+    assert chicago.stdout.splitlines() == ["2025-03-10T00:00:00-05:00"]
+    fall = _preview(
+        "*/30 * * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--from",
+        "2025-10-26T01:50+02:00",
+        "--count",
+        "4",
+    )
+    assert fall.stdout.splitlines() == [
+        "2025-10-26T02:00:00+02:00",
+        "2025-10-26T02:30:00+02:00",
+        "2025-10-26T02:00:00+01:00",
+        "2025-10-26T02:30:00+01:00",
+    ]
+    bad = _preview("0 2 * *", "--timezone", "UTC")
+    assert bad.returncode == 2 and "five fields" in bad.stderr

@@ -21,7 +21,9 @@ async def _settle(svc: Services) -> list[int]:
     return sorted(e.id for e in runs)
 
 
-async def _walk(auto: Automation, clock: ManualClock, until: datetime, step: float) -> None:
+async def _walk(
+    auto: Automation, clock: ManualClock, until: datetime, step: float
+) -> None:
     while clock.now() < until:
         clock.advance(step)
         await auto.step(force=True)
@@ -116,9 +118,7 @@ async def test_c16_missed_slots_coalesce_into_one_late_run(
     assert runs[5].status == "started"
     assert "10 min late" in (runs[5].reason or "")
     assert "no lease holder" in (runs[2].reason or "")
-    (missed,) = [
-        a for a in svc.store.list_audit() if a.action == "schedule.missed"
-    ]
+    (missed,) = [a for a in svc.store.list_audit() if a.action == "schedule.missed"]
     assert missed.detail["count"] == 3
     assert any("missed" in n.text for n in notices)
 
