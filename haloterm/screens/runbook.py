@@ -177,13 +177,15 @@ class RunbookScreen(Screen[None]):
     HELP = """
 Definition shows the latest version. In Versions, Space marks a version and `d`
 diffs the version under the cursor against it (or against the one before it).
-`e` edits a draft in $EDITOR; it is stored as a new version only once it is valid.
+`e` edits a draft in $EDITOR, `t` opens the step editor; either way a change is
+stored as a new version only once it is valid.
 """
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="back", tooltip="Back"),
         Binding("r", "run_runbook", "Run", id="start-run", tooltip="Run this runbook"),
         Binding("e", "edit_runbook", "Edit", id="edit", tooltip="Edit in $EDITOR"),
+        Binding("t", "edit_steps", "Steps", id="edit-steps", tooltip="Step editor"),
         Binding("space", "mark_version", "Mark", id="mark", tooltip="Diff base"),
         Binding("d", "diff_versions", "Diff", id="diff", tooltip="Diff versions"),
     ]
@@ -307,6 +309,8 @@ diffs the version under the cursor against it (or against the one before it).
             return bool(self.versions) and run_form_available()
         if action in ("mark_version", "diff_versions"):
             return len(self.versions) > 1
+        if action in ("edit_runbook", "edit_steps"):
+            return bool(self.versions)
         return True
 
     def action_back(self) -> None:
@@ -320,6 +324,19 @@ diffs the version under the cursor against it (or against the one before it).
         self.app.push_screen(RunForm(self.runbook_name, ticket_id=None))
 
     # ------------------------------------------------------------------ edit
+
+    def action_edit_steps(self) -> None:
+        """Open the in-console step editor on the latest version."""
+        from haloterm.screens.step_editor import StepEditorScreen
+
+        if not self.versions:
+            return
+
+        def closed(saved: bool | None) -> None:
+            if saved:
+                self.load_versions()
+
+        self.app.push_screen(StepEditorScreen(self.versions[0]), closed)
 
     def action_edit_runbook(self) -> None:
         """Open the draft in the editor, then validate and save it."""
@@ -351,24 +368,11 @@ diffs the version under the cursor against it (or against the one before it).
     @work(thread=True, exclusive=True, group="runbook-save", exit_on_error=False)
     def save_draft(self, path: Path) -> None:
         """Validate the draft; store it as a new version only when it is valid."""
-        from haloterm.loader import LoadError, load_runbook_file
-
-        services = self.services
-        try:
-            runbook, _text = load_runbook_file(path, registry=services.registry)
-            if runbook.name != self.runbook_name:
-                message = (
-                    f"{path}:1:1: name: the draft is named {runbook.name!r}; "
-                    f"keep {self.runbook_name!r} (a new name is a new runbook)"
-                )
-                self.app.call_from_thread(self._draft_invalid, path, message)
-                return
-            saved = services.import_runbook(path)
-        except LoadError as error:
-            self.app.call_from_thread(self._draft_invalid, path, str(error))
-            return
-        path.unlink(missing_ok=True)
-        self.app.call_from_thread(self._draft_saved, saved)
+        outcome = store_draft(self.services, self.runbook_name, path)
+        if isinstance(outcome, str):
+            self.app.call_from_thread(self._draft_invalid, path, outcome)
+        else:
+            self.app.call_from_thread(self._draft_saved, outcome)
 
     def _draft_invalid(self, path: Path, problems: str) -> None:
         box = self.query_one("#edit-problems", Static)
@@ -386,6 +390,29 @@ diffs the version under the cursor against it (or against the one before it).
         else:
             self.notify(f"No change: {saved.name} stays at v{saved.version}.")
         self.load_versions()
+
+
+def store_draft(services: Services, name: str, path: Path) -> SavedVersion | str:
+    """Validate a draft and store it as a new version of ``name``, then remove it.
+
+    Returns:
+        What was saved, or the problems (one a line, with line and column) when the
+        draft is not valid; then nothing is stored and the draft stays.
+    """
+    from haloterm.loader import LoadError, load_runbook_file
+
+    try:
+        runbook, _text = load_runbook_file(path, registry=services.registry)
+        if runbook.name != name:
+            return (
+                f"{path}:1:1: name: the draft is named {runbook.name!r}; "
+                f"keep {name!r} (a new name is a new runbook)"
+            )
+        saved = services.import_runbook(path)
+    except LoadError as error:
+        return str(error)
+    path.unlink(missing_ok=True)
+    return saved
 
 
 def editor_command(path: Path) -> list[str]:

@@ -9,10 +9,19 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static, TabbedContent
+from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
 from haloterm.app import create_app
+from haloterm.plugins.shell import ShellInputs
 from haloterm.screens.runbook import RunbookScreen, draft_path, render_diff
+from haloterm.screens.step_editor import (
+    AddStepScreen,
+    StepEditorScreen,
+    StepInputsScreen,
+    default_text,
+    parse_value,
+    show_value,
+)
 from haloterm.services import Services
 from tests.ui.conftest import wait_for
 
@@ -208,6 +217,102 @@ async def test_failed_editor_keeps_the_draft(
         assert len(services.store.runbook_versions("tidy-logs")) == 1
 
 
+async def open_steps(pilot: Pilot[Any], app: Any) -> StepEditorScreen:
+    screen = await open_book(pilot, app, "tidy-logs")
+    await pilot.press("t")
+    await pilot.pause()
+    editor_screen = app.screen
+    assert isinstance(editor_screen, StepEditorScreen)
+    assert editor_screen.stored.version == screen.versions[0].version
+    return editor_screen
+
+
+def step_ids(services: Services) -> list[str]:
+    latest = services.store.get_runbook("tidy-logs")
+    assert latest is not None
+    return [step.id for step in latest.runbook.steps]
+
+
+async def test_step_editor_adds_a_step_with_inputs(
+    services: Services, tmp_path: Path
+) -> None:
+    add_book(services, tmp_path, "# kept comment\n" + BOOK)
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        editor_screen = await open_steps(pilot, app)
+        await pilot.press("a")
+        adding = app.screen
+        assert isinstance(adding, AddStepScreen)
+        adding.query_one("#step-action", Select).value = "wait"
+        adding.query_one("#step-id", Input).value = "pause"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is editor_screen
+        assert [str(s["id"]) for s in editor_screen.steps] == [
+            "prune",
+            "pause",
+            "report",
+        ]
+
+        await pilot.press("enter")
+        inputs = app.screen
+        assert isinstance(inputs, StepInputsScreen)
+        inputs.query_one("#field-duration", Input).value = "5s"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("s")
+        await wait_for(
+            pilot, lambda: len(services.store.runbook_versions("tidy-logs")) == 2
+        )
+        latest = services.store.get_runbook("tidy-logs")
+        assert latest is not None
+        assert step_ids(services) == ["prune", "pause", "report"]
+        assert latest.runbook.step("pause").with_ == {"duration": "5s"}
+        assert latest.source_text.startswith("# kept comment")
+        assert not draft_path("tidy-logs").exists()
+
+
+async def test_step_editor_reorders_and_refuses_an_invalid_result(
+    services: Services, tmp_path: Path
+) -> None:
+    book = BOOK.replace(
+        "    timeout: 30s\n", "    timeout: 30s\n    on_failure: {goto: report}\n"
+    )
+    add_book(services, tmp_path, book)
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        editor_screen = await open_steps(pilot, app)
+        # Removing the goto target leaves a dangling goto: refused, nothing stored.
+        await pilot.press("down", "x")
+        await pilot.press("s")
+        problems = editor_screen.query_one("#editor-problems", Static)
+        await wait_for(pilot, lambda: bool(problems.display), what="problems")
+        shown = str(problems.render())
+        assert "nothing was stored" in shown and "report" in shown
+        assert len(services.store.runbook_versions("tidy-logs")) == 1
+
+        await pilot.press("escape")
+        editor_screen = await open_steps(pilot, app)
+        await pilot.press("J")
+        assert [str(s["id"]) for s in editor_screen.steps] == ["report", "prune"]
+        await pilot.press("s")
+        await wait_for(
+            pilot, lambda: len(services.store.runbook_versions("tidy-logs")) == 2
+        )
+        assert step_ids(services) == ["report", "prune"]
+
+
+def test_parse_value_keeps_text_fields_as_text() -> None:
+    fields = ShellInputs.model_fields
+    assert parse_value("NO", fields["command"]) == "NO"
+    assert parse_value("[0, 3]", fields["success_codes"]) == [0, 3]
+    assert show_value([0, 3]) == "[0, 3]" and show_value(None) == ""
+    assert default_text(fields["command"]) == "required"
+    assert default_text(fields["shell"]) == "default /bin/bash"
+    assert default_text(fields["success_codes"]) == "default [0]"
+    assert default_text(fields["env"]) == ""
+
+
 # ---------------------------------------------------------------------- snapshots
 
 SnapCompare = Callable[..., bool]
@@ -221,7 +326,7 @@ def test_snapshot_definition(
     Params "days integer default 7" and "target choice default web one of web, db";
     Triggers "manual"; Steps "1. prune  Prune old files  [shell]" with its command
     and "timeout 30s", and "2. report  [shell]" with "echo done [/var]" literally.
-    The footer shows Run and Edit (no Diff: there is one version)."""
+    The footer shows Run, Edit and Steps (no Diff: there is one version)."""
     add_book(services, tmp_path, BOOK)
 
     async def run_before(pilot: Pilot[Any]) -> None:
@@ -248,6 +353,30 @@ def test_snapshot_versions_diff(
         screen.query_one("#versions", DataTable).focus()
         await pilot.press("d")
         await wait_for(pilot, lambda: True)
+
+    assert snap_compare(
+        create_app(services), terminal_size=(100, 30), run_before=run_before
+    )
+
+
+def test_snapshot_step_editor(
+    snap_compare: SnapCompare, services: Services, tmp_path: Path
+) -> None:
+    """Step editor over tidy-logs: title "Steps of tidy-logs  editing v1"; rows
+    "1 prune shell command" and "2 report shell command"; the inputs dialog of prune
+    lists the shell inputs (command, required, holding its text; then shell with the
+    placeholder "default /bin/bash", env, cwd, stdin... optional) and a "Done
+    (ctrl+s)" button."""
+    add_book(services, tmp_path, BOOK)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pilot.app.animation_level = "none"
+        await open_steps(pilot, pilot.app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: True)
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False
+        await pilot.pause()
 
     assert snap_compare(
         create_app(services), terminal_size=(100, 30), run_before=run_before
