@@ -52,6 +52,11 @@ def countdown(deadline: datetime | None, now: datetime) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def timed_out(approval: Approval, now: datetime) -> bool:
+    """Whether the approval's deadline has passed (its owner records the timeout)."""
+    return approval.deadline is not None and approval.deadline <= now
+
+
 def may_decide(approval: Approval, user: str, roles: set[str]) -> tuple[bool, str]:
     """Whether a user may decide an approval, and why not when they may not.
 
@@ -99,6 +104,7 @@ class ApprovalsScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.waiting: list[Waiting] = []
+        self._expired: set[str] = set()
         self.keys_ready = False
         """False until the queue is first read; the app holds keys until then."""
 
@@ -153,7 +159,6 @@ class ApprovalsScreen(Screen[None]):
         roles = self.app.services.settings.roles_of(self.app.operator)
         for item in waiting:
             approval = item.approval
-            allowed, _ = may_decide(approval, self.app.operator, roles)
             runbook = item.execution.runbook if item.execution else "?"
             table.add_row(
                 Text(countdown(approval.deadline, now)),
@@ -161,7 +166,7 @@ class ApprovalsScreen(Screen[None]):
                 Text(approval.step_id),
                 Text(f"#{approval.execution_id}"),
                 Text(approval.requested_by),
-                Text("✔ may decide" if allowed else "✘ not you"),
+                self._you(approval, roles, now),
                 key=f"{approval.execution_id}/{approval.step_id}",
             )
         title = f"Waiting approvals: {len(waiting)}" if waiting else "Nothing waits."
@@ -170,12 +175,29 @@ class ApprovalsScreen(Screen[None]):
             table.move_cursor(row=min(keep, len(waiting) - 1), animate=False)
         self._show_detail()
 
+    def _you(self, approval: Approval, roles: set[str], now: datetime) -> Text:
+        if timed_out(approval, now):
+            return Text("⌛ timed out")
+        allowed, _ = may_decide(approval, self.app.operator, roles)
+        return Text("✔ may decide" if allowed else "✘ not you")
+
     def _tick(self) -> None:
         table = self.query_one(DataTable)
         now = self.app.clock()
+        roles = self.app.services.settings.roles_of(self.app.operator)
+        newly_expired = False
         for item in self.waiting:
-            key = f"{item.approval.execution_id}/{item.approval.step_id}"
-            table.update_cell(key, "left", Text(countdown(item.approval.deadline, now)))
+            approval = item.approval
+            key = f"{approval.execution_id}/{approval.step_id}"
+            table.update_cell(key, "left", Text(countdown(approval.deadline, now)))
+            if timed_out(approval, now) and key not in self._expired:
+                self._expired.add(key)
+                newly_expired = True
+                table.update_cell(key, "you", self._you(approval, roles, now))
+        if newly_expired:
+            # A deadline just passed: y and n go off and the detail says so.
+            self._show_detail()
+            self.refresh_bindings()
 
     # ------------------------------------------------------------------ detail
 
@@ -185,9 +207,6 @@ class ApprovalsScreen(Screen[None]):
             return None
         row = self.query_one(DataTable).cursor_row
         return self.waiting[min(row, len(self.waiting) - 1)]
-
-    def on_data_table_row_highlighted(self) -> None:
-        self._show_detail()
 
     def _show_detail(self) -> None:
         detail = self.query_one("#approval-detail", Static)
@@ -218,7 +237,14 @@ class ApprovalsScreen(Screen[None]):
             text.append("\nDeadline: ", style="bold")
             text.append(f"{approval.deadline:%Y-%m-%d %H:%M:%S}Z")
         text.append("\n")
-        if allowed:
+        if timed_out(approval, self.app.clock()):
+            assert approval.deadline is not None
+            text.append(
+                f"Timed out at {approval.deadline:%Y-%m-%d %H:%M:%S}Z: too late to "
+                "decide; the run takes its timeout path.",
+                style="bold",
+            )
+        elif allowed:
             text.append("You may decide: y approve, n reject.", style="bold")
         else:
             text.append(f"You may not decide: {why_not}.", style="italic")
@@ -234,14 +260,22 @@ class ApprovalsScreen(Screen[None]):
     # ------------------------------------------------------------------ actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        item = self.selected
+        if action == "decide" and item is not None:
+            # Past the deadline a click would only be refused: the keys go off.
+            return not timed_out(item.approval, self.app.clock()) or None
         if action in ("decide", "open_run"):
-            return self.selected is not None or None
+            return item is not None or None
         return True
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._show_detail()
+        self.refresh_bindings()
 
     def action_decide(self, decision: Decision) -> None:
         """Approve or reject the selected approval, after asking for a comment."""
         item = self.selected
-        if item is None:
+        if item is None or timed_out(item.approval, self.app.clock()):
             return
         approval = item.approval
         verb = "Approve" if decision == "approved" else "Reject"

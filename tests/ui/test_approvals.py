@@ -108,3 +108,41 @@ async def test_reject_needs_a_comment_and_decides(
         assert approval.comment == "not [bold]today[/bold]"
         assert approval.decided_by == "alice"
         await services.engine.wait(execution_id)
+
+
+async def test_past_the_deadline_y_and_n_are_off(
+    services: Services, tmp_path: Path
+) -> None:
+    """C22: once the deadline has passed the queue says "timed out at ..." and a
+    late y or n opens no dialog (the owner's timer records the timeout)."""
+    now = [FROZEN]
+    app = create_app(services, clock=lambda: now[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        execution_id = await services.engine.start(
+            "onboard-new-joiner", JOINER | {"root": str(tmp_path)}, operator="bob"
+        )
+        await wait_for(pilot, lambda: app.waiting_approvals == 1)
+        services.settings.operators["alice"].roles.append("lead")
+        await pilot.press("a")
+        screen = app.screen
+        assert isinstance(screen, ApprovalsScreen)
+        await wait_for(pilot, lambda: len(screen.waiting) == 1)
+        assert screen.check_action("decide", ("approved",)) is True
+
+        now[0] = FROZEN + timedelta(hours=72, seconds=1)
+        table = screen.query_one(DataTable)
+        await wait_for(
+            pilot,
+            lambda: "timed out" in str(table.get_cell_at(Coordinate(0, 5))),
+            what="row marked timed out",
+        )
+        assert str(table.get_cell_at(Coordinate(0, 0))) == "overdue"
+        detail = str(screen.query_one("#approval-detail", Static).render())
+        assert "Timed out at 2025-06-06 15:00:00Z" in detail
+        assert not screen.check_action("decide", ("approved",))
+        await pilot.press("y")
+        await pilot.press("n")
+        assert app.screen is screen
+        approval = services.store.get_approval(execution_id, "approval")
+        assert approval is not None and approval.status == "waiting"
+        await services.engine.cancel(execution_id, actor="alice")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from textual import events
@@ -42,3 +43,35 @@ async def test_p_r_enter_typed_at_once_starts_the_suggested_run(
         assert run is not None and run.runbook == "checkout-triage"
         assert run.params == {"host": "app-03.example.internal"}
         assert not any(isinstance(s, RunForm) for s in app.screen_stack)
+
+
+async def test_a_y_and_a_comment_typed_at_once_approve(
+    open_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    """From any screen, two keys (plus the comment) approve the waiting step."""
+    bob = open_services("bob", seed=True)
+    app = create_app(bob)
+    async with app.run_test(size=(100, 30)) as pilot:
+        execution_id = await bob.engine.start(
+            "onboard-new-joiner",
+            {
+                "full_name": "Dana",
+                "username": "dana",
+                "start_date": "2026-12-07",
+                "root": str(tmp_path),
+            },
+            operator="alice",
+        )
+        await wait_for(pilot, lambda: app.waiting_approvals == 1, what="waiting")
+        type_at_once(pilot, "a", "y", *"ok", "enter")
+        await wait_for(
+            pilot,
+            lambda: (
+                (a := bob.store.get_approval(execution_id, "approval")) is not None
+                and a.status == "approved"
+            ),
+            what="approved",
+        )
+        approval = bob.store.get_approval(execution_id, "approval")
+        assert approval is not None and approval.comment == "ok"
+        await bob.engine.wait(execution_id)
