@@ -473,19 +473,49 @@ def cancel(ctx: Ctx, execution_id: int, reason: str | None) -> None:
 @click.option("--from", "from_step", help="Continue from this step.")
 @pass_ctx
 def resume(ctx: Ctx, execution_id: int, from_step: str | None) -> None:
-    """Continue an interrupted, failed or waiting execution from a step."""
+    """Continue an interrupted, failed or waiting execution from a step.
+
+    It runs the runbook version and params it was started with. Secret params
+    come from HALOTERM_SECRET_<NAME> or the secrets file, or are asked for when
+    this is a terminal.
+    """
     sys.exit(run_async(ctx, lambda svc: _continue(svc, execution_id, from_step)))
+
+
+async def _secrets_for(svc: Any, execution_id: int) -> dict[str, str] | None:
+    """Ask for the secret params a run needs again; None when they cannot be had."""
+    missing = await svc.engine.missing_secrets(execution_id)
+    if not missing:
+        return {}
+    if not sys.stdin.isatty():
+        click.echo(
+            f"haloterm: execution {execution_id} needs its secret params again: "
+            + ", ".join(missing)
+            + " (set HALOTERM_SECRET_<NAME> or the secrets file, or run this in a"
+            " terminal to be asked)",
+            err=True,
+        )
+        return None
+    given = {}
+    for name in missing:
+        value = click.prompt(f"{name} (secret)", hide_input=True)
+        LOG_MASKER.add(value)
+        given[name] = value
+    return given
 
 
 async def _continue(svc: Any, execution_id: int, from_step: str | None) -> int:
     from haloterm.engine import StartError
 
+    secrets = await _secrets_for(svc, execution_id)
+    if secrets is None:
+        return EXIT_INPUT
     ids = {execution_id}
     unsubscribe = svc.engine.bus.subscribe(RunPrinter(ids))
     try:
         try:
             await svc.engine.adopt(
-                execution_id, from_step=from_step, actor=svc.operator
+                execution_id, from_step=from_step, actor=svc.operator, secrets=secrets
             )
         except StartError as exc:
             click.echo(f"haloterm: {exc}", err=True)
@@ -499,38 +529,67 @@ async def _continue(svc: Any, execution_id: int, from_step: str | None) -> int:
 def _decide(
     ctx: Ctx, execution_id: int, step: str, decision: str, comment: str | None
 ) -> None:
-    from haloterm.models import ExecutionStatus
-    from haloterm.storage import ApprovalRefused
+    from haloterm.storage import ApprovalRefused, NotFoundError
 
     async def body(svc: Any) -> int:
         try:
-            await svc.engine.decide(
+            approval = await svc.engine.decide(
                 execution_id,
                 step,
                 actor=svc.operator,
                 decision=decision,
                 comment=comment,
+                continue_here=False,
             )
         except ApprovalRefused as exc:
-            click.echo(f"haloterm: refused: {exc}", err=True)
+            click.echo(f"haloterm: refused: {exc.reason}", err=True)
             return EXIT_FAILED
+        except NotFoundError:
+            click.echo(
+                f"haloterm: refused: execution {execution_id} has no approval "
+                f"step {step}",
+                err=True,
+            )
+            return EXIT_FAILED
+        except ValueError as exc:
+            click.echo(f"haloterm: {exc}", err=True)
+            return EXIT_INPUT
         click.echo(f"{decision} step {step} of execution {execution_id}")
-        execution = await svc.store.call(svc.store.get_execution, execution_id)
-        owned = (
-            execution
-            and execution.owner_id
-            and await _owner_alive(svc, execution.owner_id)
-        )
-        if execution and execution.status is ExecutionStatus.WAITING and not owned:
-            return await _continue(svc, execution_id, None)
-        return EXIT_OK
+        if approval.status == "waiting":
+            got = len({d.by for d in approval.decisions if d.decision == "approved"})
+            click.echo(f"{got} of {approval.min_approvals} approvals; waiting for more")
+            return EXIT_OK
+        return await _continue_here(svc, execution_id)
 
     sys.exit(run_async(ctx, body))
 
 
-async def _owner_alive(svc: Any, owner_id: str) -> bool:
-    owners = await svc.store.call(svc.store.live_owner_ids)
-    return owner_id in owners
+async def _continue_here(svc: Any, execution_id: int) -> int:
+    """Continue a decided run in this process when no other process waits on it."""
+    from haloterm.engine import StartError
+
+    missing = await svc.engine.missing_secrets(execution_id)
+    if missing and await _secrets_for(svc, execution_id) is None:
+        click.echo(
+            f"the run waits for a process with its secrets: haloterm resume "
+            f"{execution_id}",
+            err=True,
+        )
+        return EXIT_OK
+    ids = {execution_id}
+    unsubscribe = svc.engine.bus.subscribe(RunPrinter(ids))
+    try:
+        try:
+            took = await svc.engine.continue_decided(execution_id, actor=svc.operator)
+        except StartError as exc:
+            click.echo(f"haloterm: not continued here: {exc}", err=True)
+            return EXIT_OK
+        if not took:
+            return EXIT_OK
+        status = await svc.engine.wait(execution_id)
+    finally:
+        unsubscribe()
+    return await _report(svc, execution_id, status, False)
 
 
 @main.command()
@@ -539,7 +598,11 @@ async def _owner_alive(svc: Any, owner_id: str) -> bool:
 @click.option("--comment", help="Why, for the audit trail.")
 @pass_ctx
 def approve(ctx: Ctx, execution_id: int, step: str, comment: str | None) -> None:
-    """Approve a waiting step (and continue the run if no process is waiting on it)."""
+    """Approve a waiting step (and continue the run if no process is waiting on it).
+
+    A refusal exits 1 and says why: not an approver, your own run, timed out, or
+    already decided (by whom and when).
+    """
     _decide(ctx, execution_id, step, "approved", comment)
 
 
@@ -550,27 +613,149 @@ def approve(ctx: Ctx, execution_id: int, step: str, comment: str | None) -> None
 @pass_ctx
 def reject(ctx: Ctx, execution_id: int, step: str, comment: str) -> None:
     """Reject a waiting step, with a comment."""
+    if not comment.strip():
+        raise click.BadParameter("a rejection needs a comment", param_hint="--comment")
     _decide(ctx, execution_id, step, "rejected", comment)
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--all", "show_all", is_flag=True, help="Also those past their deadline.")
 @pass_ctx
-def approvals(ctx: Ctx, as_json: bool) -> None:
-    """List steps waiting for approval, oldest first."""
+def approvals(ctx: Ctx, as_json: bool, show_all: bool) -> None:
+    """List steps waiting for approval, oldest first.
+
+    Each shows its message, what runs next with which params (secrets masked),
+    its deadline and who may decide. Approvals past their deadline are no longer
+    offered (``--all`` lists them too).
+    """
+    from haloterm.engine.output import strip_ansi
+
     with services(ctx) as svc:
-        rows = svc.store.pending_approvals()
+        now = svc.store.now()
+        rows = svc.store.pending_approvals(offered_at=None if show_all else now)
+        roles = svc.settings.roles_of(svc.operator)
+        runs = {a.execution_id: svc.store.get_execution(a.execution_id) for a in rows}
     if as_json:
         emit_json([a.model_dump(mode="json") for a in rows])
         return
     if not rows:
         click.echo("no approvals waiting")
     for a in rows:
-        due = a.deadline.strftime("%Y-%m-%d %H:%M:%SZ") if a.deadline else "no deadline"
+        run = runs.get(a.execution_id)
         click.echo(
-            f"{a.execution_id:>6} {a.step_id:<24} by {', '.join(a.approvers):<20} "
-            f"due {due}  {a.message}"
+            f"execution {a.execution_id} ({run.runbook if run else '?'}) "
+            f"step {a.step_id}, asked by {a.requested_by}"
         )
+        click.echo(f"  message:  {strip_ansi(a.message)}")
+        for entry in a.summary.get("next", []):
+            inputs = json.dumps(entry.get("with"), ensure_ascii=False)
+            click.echo(f"  next:     {entry['id']} ({entry['action']}) {inputs}")
+        params = a.summary.get("params")
+        if params:
+            click.echo(f"  params:   {json.dumps(params, ensure_ascii=False)}")
+        click.echo(f"  deadline: {_deadline_text(a, now)}")
+        quorum = f" ({a.min_approvals} needed)" if a.min_approvals > 1 else ""
+        click.echo(f"  who:      {', '.join(a.approvers)}{quorum}")
+        click.echo(f"  you:      {_may_decide_text(a, svc.operator, roles, now)}")
+
+
+def _deadline_text(approval: Any, now: Any) -> str:
+    if approval.deadline is None:
+        return "none"
+    stamp = f"{approval.deadline:%Y-%m-%d %H:%M:%SZ}"
+    left = int((approval.deadline - now).total_seconds())
+    if left <= 0:
+        return f"{stamp} (timed out; no longer offered)"
+    minutes, seconds = divmod(left, 60)
+    then = f"then {approval.on_timeout}"
+    return f"{stamp} ({minutes}m{seconds:02d}s left, {then})"
+
+
+def _may_decide_text(approval: Any, user: str, roles: set[str], now: Any) -> str:
+    if approval.timed_out_at(now):
+        return "timed out"
+    listed = user in approval.approvers or any(
+        f"role:{role}" in approval.approvers for role in roles
+    )
+    if not listed:
+        return "not an approver"
+    if approval.requested_by == user and not approval.allow_self_approval:
+        return "your own run; someone else must decide"
+    if any(d.by == user for d in approval.decisions):
+        return "already answered"
+    return f"may decide: haloterm approve {approval.execution_id} {approval.step_id}"
+
+
+# ------------------------------------------------------------------- housekeeping
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@pass_ctx
+def backup(ctx: Ctx, path: Path) -> None:
+    """Copy the store to PATH while it is in use (one consistent snapshot)."""
+    from haloterm.storage import StoreError
+    from haloterm.storage.housekeeping import backup as backup_store
+
+    with services(ctx, seed=False) as svc:
+        try:
+            report = backup_store(svc.store, path)
+        except StoreError as exc:
+            click.echo(f"haloterm: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        svc.store.audit(
+            actor=svc.operator,
+            action="store.backup",
+            target_type="store",
+            target_id=str(svc.store.path),
+            detail={"to": str(path), "bytes": report.bytes},
+        )
+    click.echo(
+        f"backed up to {report.path}: {report.bytes} bytes, integrity "
+        f"{report.integrity}"
+    )
+    if report.integrity != "ok":
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    help="Age of finished runs whose logs go, e.g. 90d.",
+)
+@click.option(
+    "--include-audit",
+    is_flag=True,
+    help="Also delete audit records older than that (the purge itself is audited).",
+)
+@pass_ctx
+def purge(ctx: Ctx, older_than: str, include_audit: bool) -> None:
+    """Delete stored logs (and spool files) of runs finished long ago."""
+    from haloterm.durations import parse_duration
+    from haloterm.storage.housekeeping import purge as purge_store
+
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    if seconds <= 0:
+        raise click.BadParameter("must be positive", param_hint="--older-than")
+    with services(ctx, seed=False) as svc:
+        report = purge_store(
+            svc.store,
+            older_than=seconds,
+            actor=svc.operator,
+            include_audit=include_audit,
+            spool_dir=svc.engine.spool_dir,
+        )
+    click.echo(
+        f"purged logs of {report.executions} runs finished before {report.cutoff}: "
+        f"{report.log_lines} lines, {report.spool_files} output files"
+        + (f", {report.audit_records} audit records" if include_audit else "")
+    )
 
 
 # ------------------------------------------------------------------------ tickets

@@ -37,6 +37,8 @@ EXAMPLES = Path(__file__).parent / "examples"
 HEARTBEAT_SECONDS = 2.0
 OWNER_TTL = 10.0
 """An owner whose heartbeat is older than this is dead; its runs become interrupted."""
+CHECKPOINT_SECONDS = 300.0
+"""How often the heartbeat loop runs a PASSIVE WAL checkpoint."""
 
 
 @dataclass
@@ -128,6 +130,10 @@ class Services:
         self.store.close()
 
     async def _heartbeat(self) -> None:
+        from haloterm.storage.housekeeping import checkpoint
+
+        loop = asyncio.get_running_loop()
+        next_checkpoint = loop.time() + CHECKPOINT_SECONDS
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
@@ -135,6 +141,9 @@ class Services:
                 await self.store.call(
                     self.store.interrupt_dead_owners, OWNER_TTL, actor="haloterm"
                 )
+                if loop.time() >= next_checkpoint:
+                    next_checkpoint = loop.time() + CHECKPOINT_SECONDS
+                    await self.store.call(checkpoint, self.store)
             except Exception:
                 logger.exception("heartbeat failed")
 

@@ -3,6 +3,6 @@
 Never imports Textual: the console subscribes to :class:`EventBus` events.
 """
 
-from haloterm.engine.runner import Engine, StartError
+from haloterm.engine.runner import ClaimLost, Engine, StartError
 
-__all__ = ["Engine", "StartError"]
+__all__ = ["ClaimLost", "Engine", "StartError"]

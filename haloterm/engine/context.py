@@ -151,3 +151,10 @@ class EngineContext(ActionContext):
 
     def now(self) -> datetime:
         return self._engine.clock()
+
+    def track_process(self, pid: int, pgid: int) -> None:
+        store = self._engine.store
+        store.record_process(self.execution_id, self.step_id, pid=pid, pgid=pgid)
+
+    def untrack_process(self, pid: int) -> None:
+        self._engine.store.forget_process(self.execution_id, pid)

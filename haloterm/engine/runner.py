@@ -26,6 +26,7 @@ from haloterm.engine.events import (
     EventBus,
     ExecutionChanged,
     LogLine,
+    Notice,
     StepChanged,
     TicketChanged,
 )
@@ -64,9 +65,26 @@ logger = logging.getLogger(__name__)
 MAX_STEP_VISITS = 1000
 """Cap on step executions in one run, so a backward ``goto`` cannot loop forever."""
 
+OWNER_TTL = 10.0
+"""Seconds without a heartbeat after which another host's owner counts as dead."""
+
+REMINDER_AT = 0.8
+"""Share of an approval's timeout after which a reminder goes out."""
+
+MAX_AUTO_RESUMES = 3
+"""Automatic resumes of one interrupted idempotent step before an operator decides."""
+
+AUTO_ACTOR = "haloterm (automatic)"
+_NEXT_SHOWN = 3
+_RESUMABLE = ("interrupted", "failed", "waiting", "queued", "running")
+
 
 class StartError(ValueError):
     """A run cannot start: unknown runbook, single-instance busy, depth cap, ..."""
+
+
+class ClaimLost(StartError):
+    """Another process owns the execution (or took it over first)."""
 
 
 def utc_now() -> datetime:
@@ -91,6 +109,13 @@ class RunState:
     seq: Callable[[], int] = field(default_factory=lambda: itertools.count(1).__next__)
     approval_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_reason: str | None = None
+    waiting_on: str | None = None
+    """The approval step this run waits on now, if any."""
+    resumed_wait: str | None = None
+    """An approval step taken over while waiting: its stored decision counts."""
+    detaching: bool = False
+    """This process stops owning the run: a wait is left for others to continue,
+    a running step is stopped and the run marked ``interrupted``."""
 
 
 class Engine:
@@ -127,6 +152,10 @@ class Engine:
         self.renderer = Renderer()
         self.logs = LogPump(store, self.bus)
         self.spool_dir: Path | None = None
+        from haloterm.storage.approvals import terminal_origin
+
+        self.origin = terminal_origin()
+        """Where this process acts from, recorded with approvals."""
         self._runs: dict[int, RunState] = {}
 
     # ------------------------------------------------------------------ public API
@@ -294,13 +323,22 @@ class Engine:
         actor: str,
         decision: Literal["approved", "rejected"],
         comment: str | None = None,
+        continue_here: bool = True,
     ) -> Approval:
         """Record an approval decision (compare-and-set) and wake the waiting run.
+
+        A run whose owner is gone (a waiting run needs no process) continues in
+        this process once the decision settles the approval, unless
+        ``continue_here`` is False (the caller then calls
+        :meth:`continue_decided` itself, to report why it could not).
 
         Raises:
             haloterm.storage.ApprovalRefused: not an approver, own run, already decided
                 or timed out; its message says which.
+            ValueError: a rejection without a comment.
         """
+        if decision == "rejected" and not (comment and comment.strip()):
+            raise ValueError("a rejection needs a comment")
         roles = self.settings.roles_of(actor)
         approval = await self.store.call(
             self.store.decide_approval,
@@ -310,6 +348,7 @@ class Engine:
             decision=decision,
             comment=comment,
             roles=roles,
+            origin=self.origin,
         )
         self.bus.publish(
             ApprovalChanged(execution_id, step_id, approval.status, decided_by=actor)
@@ -317,18 +356,156 @@ class Engine:
         run = self._runs.get(execution_id)
         if run is not None:
             run.approval_wakeup.set()
+        elif continue_here and approval.status != "waiting":
+            try:
+                await self.continue_decided(execution_id, actor=actor)
+            except StartError as exc:
+                logger.warning("execution %s not continued here: %s", execution_id, exc)
         return approval
 
+    async def continue_decided(self, execution_id: int, *, actor: str) -> bool:
+        """Continue a waiting run whose owner is gone, in this process.
+
+        Returns:
+            True when this process took the run over; False when it runs here
+            already, is not waiting, or a live process waits on it.
+
+        Raises:
+            StartError: it cannot continue (its secret params are not available
+                here, its runbook version is gone).
+        """
+        if execution_id in self.active:
+            return False
+        execution = await self.store.call(self.store.get_execution, execution_id)
+        if execution is None or execution.status is not ExecutionStatus.WAITING:
+            return False
+        live = await self.store.call(self.store.live_owner_ids, OWNER_TTL)
+        if execution.owner_id in live and execution.owner_id != self.owner_id:
+            return False
+        try:
+            await self.adopt(execution_id, actor=actor, statuses=("waiting",))
+        except ClaimLost:
+            return False
+        return True
+
+    async def adopt_decided_approvals(self) -> list[int]:
+        """Continue waiting runs no process waits on that need a process now.
+
+        That is a run whose approval was decided while nobody waited, is past its
+        deadline (its ``on_timeout`` must run) or is due a reminder. The automation
+        lease holder calls this periodically, so decisions, timeouts and
+        escalations happen even when the console that started a run is closed.
+
+        Returns:
+            The ids of the executions taken over.
+        """
+        taken: list[int] = []
+        now = self.clock()
+        for execution in await self.store.call(self.store.ownerless_waiting, OWNER_TTL):
+            step_id = execution.current_step
+            if step_id is None or execution.id in self.active:
+                continue
+            approval = await self.store.call(
+                self.store.get_approval, execution.id, step_id
+            )
+            if approval is not None and not _needs_process(approval, now):
+                continue
+            try:
+                await self.adopt(execution.id, actor=AUTO_ACTOR, statuses=("waiting",))
+            except ClaimLost:
+                continue
+            except StartError as exc:
+                logger.warning(
+                    "waiting execution %s not continued: %s", execution.id, exc
+                )
+                continue
+            taken.append(execution.id)
+        return taken
+
+    async def resume_idempotent_interrupted(self) -> list[int]:
+        """Resume interrupted runs whose interrupted step is marked ``idempotent``.
+
+        Each run is resumed automatically at most :data:`MAX_AUTO_RESUMES` times;
+        after that (and for every step not marked idempotent) an operator decides.
+        The automation lease holder calls this periodically.
+
+        Returns:
+            The ids of the executions resumed.
+        """
+        resumed: list[int] = []
+        for execution in await self.store.call(self.store.interrupted_executions):
+            if execution.current_step is None or execution.id in self.active:
+                continue
+            stored = await self.store.call(
+                self.store.get_runbook, execution.runbook, execution.version
+            )
+            if stored is None:
+                continue
+            try:
+                step = stored.runbook.steps[
+                    stored.runbook.step_index(execution.current_step)
+                ]
+            except KeyError:
+                continue
+            if not step.idempotent:
+                continue
+            if await self._auto_resumes(execution.id) >= MAX_AUTO_RESUMES:
+                continue
+            try:
+                await self.adopt(
+                    execution.id, actor=AUTO_ACTOR, statuses=("interrupted",)
+                )
+            except ClaimLost:
+                continue
+            except StartError as exc:
+                logger.warning(
+                    "interrupted execution %s not resumed: %s", execution.id, exc
+                )
+                continue
+            logger.info(
+                "execution %s resumed at idempotent step %s", execution.id, step.id
+            )
+            resumed.append(execution.id)
+        return resumed
+
+    async def _auto_resumes(self, execution_id: int) -> int:
+        records = await self.store.call(
+            self.store.list_audit, target_type="execution", target_id=execution_id
+        )
+        return sum(
+            1
+            for r in records
+            if r.action == "execution.resume" and r.actor == AUTO_ACTOR
+        )
+
     async def adopt(
-        self, execution_id: int, *, from_step: str | None = None, actor: str
+        self,
+        execution_id: int,
+        *,
+        from_step: str | None = None,
+        actor: str,
+        secrets: Mapping[str, str] | None = None,
+        statuses: tuple[str, ...] | None = None,
     ) -> int:
         """Take over an execution no live process runs, and continue it.
 
         Continues at ``from_step``, or at the step it stopped on (an approval decided
-        while no process was waiting, an interrupted step). Steps before it keep their
-        recorded outcomes. Secret params are taken from the named secrets again.
+        while no process was waiting, an interrupted step), with the runbook
+        version and params it was started with. Steps before it keep their
+        recorded outcomes. Secret params are taken from ``secrets`` or the named
+        secrets again. Taking over is a compare-and-set in the store, so of several
+        processes trying at once exactly one continues the run.
+
+        Args:
+            execution_id: the execution.
+            from_step: the step to continue from; default where it stopped.
+            actor: who resumes it (audited).
+            secrets: values of secret params for this run (asked of an operator).
+            statuses: the statuses it may be taken over from; by default any
+                unfinished or failed one (and, with ``from_step``, any).
 
         Raises:
+            ClaimLost: another process owns it now (a :class:`StartError`).
             StartError: the execution is running elsewhere, finished successfully, or
                 needs secret values that are not available.
         """
@@ -342,6 +519,9 @@ class Engine:
             and from_step is None
         ):
             raise StartError(f"execution {execution_id} is {execution.status.value}")
+        allowed = statuses or (
+            tuple(s.value for s in ExecutionStatus) if from_step else _RESUMABLE
+        )
         stored = await self.store.call(
             self.store.get_runbook, execution.runbook, execution.version
         )
@@ -351,7 +531,8 @@ class Engine:
             )
         book = stored.runbook
         values = dict(execution.params)
-        missing = [n for n in book.secret_params if n not in self.secrets]
+        given = {**self.secrets, **(secrets or {})}
+        missing = sorted(n for n in book.secret_params if n not in given)
         if missing:
             raise StartError(
                 "secret params needed again to continue: "
@@ -359,21 +540,25 @@ class Engine:
                 + " (set HALOTERM_SECRET_<NAME> or the secrets file)"
             )
         for name in book.secret_params:
-            values[name] = self.secrets[name]
+            values[name] = given[name]
 
         step_id = from_step or execution.current_step or book.steps[0].id
         try:
             index = book.step_index(step_id)
         except KeyError:
             raise StartError(f"{book.name} has no step {step_id!r}") from None
-        execution = await self.store.call(
-            self.store.update_execution,
+        claimed = await self.store.call(
+            self.store.claim_execution,
             execution_id,
             owner_id=self.owner_id,
-            status=ExecutionStatus.RUNNING.value,
-            reason=None,
-            finished_at=None,
+            statuses=allowed,
+            ttl=OWNER_TTL,
         )
+        if claimed is None:
+            raise ClaimLost(
+                f"execution {execution_id} is run by another process or has moved on"
+            )
+        execution = claimed
         run = self._new_state(execution, book, values)
         for record in await self.store.call(self.store.step_runs, execution_id):
             if record.host == "":
@@ -386,7 +571,9 @@ class Engine:
         for step in book.steps[index:]:
             current = run.steps.get(step.id)
             keep = current is not None and current.status is StepStatus.WAITING
-            if not keep:
+            if keep:
+                run.resumed_wait = step.id
+            else:
                 run.steps[step.id] = StepRun(execution_id=execution_id, step_id=step.id)
         await self.store.call(
             self.store.audit,
@@ -394,29 +581,63 @@ class Engine:
             action="execution.resume",
             target_type="execution",
             target_id=str(execution_id),
-            detail={"from_step": step_id},
+            detail={"from_step": step_id, "version": execution.version},
         )
         self._publish_execution(execution)
+        logger.info(
+            "execution %s continues at %s (v%s) here, by %s",
+            execution_id,
+            step_id,
+            execution.version,
+            actor,
+        )
         self._launch(run, start_at=index)
         return execution_id
 
     async def resume(
-        self, execution_id: int, *, actor: str, from_step: str | None = None
+        self,
+        execution_id: int,
+        *,
+        actor: str,
+        from_step: str | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> int:
         """Continue an interrupted, failed or waiting execution (see :meth:`adopt`)."""
-        return await self.adopt(execution_id, from_step=from_step, actor=actor)
+        return await self.adopt(
+            execution_id, from_step=from_step, actor=actor, secrets=secrets
+        )
+
+    async def missing_secrets(self, execution_id: int) -> list[str]:
+        """Secret params an execution needs again that this process does not have."""
+        execution = await self.store.call(self.store.get_execution, execution_id)
+        if execution is None:
+            return []
+        stored = await self.store.call(
+            self.store.get_runbook, execution.runbook, execution.version
+        )
+        if stored is None:
+            return []
+        return sorted(n for n in stored.runbook.secret_params if n not in self.secrets)
 
     async def shutdown(self, *, detach: bool = True) -> None:
-        """Stop owning runs: waiting ones are left to be continued elsewhere; running
-        ones are cancelled (``detach=False``) or left for recovery to mark."""
+        """Stop owning runs.
+
+        With ``detach`` (the default) a run waiting for an approval is left waiting,
+        with no owner, for whoever decides to continue; a running step is stopped
+        (its processes too) and the run marked ``interrupted``, resumable from that
+        step. Without it every run is cancelled.
+        """
         for execution_id in self.active:
             run = self._runs[execution_id]
             assert run.task is not None
-            if not detach:
+            if detach:
+                run.detaching = True
+                run.cancel_reason = "interrupted: haloterm stopped in this process"
+            else:
                 run.cancel_reason = "haloterm is shutting down"
-                run.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await run.task
+            run.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.task
         await self.logs.flush()
 
     # ---------------------------------------------------------------- the run loop
@@ -452,6 +673,8 @@ class Engine:
         try:
             status, reason = await self._walk(run, start_at)
         except asyncio.CancelledError:
+            if run.detaching:
+                return await self._detach(run)
             status, reason = ExecutionStatus.CANCELLED, run.cancel_reason or "cancelled"
         except Exception as exc:
             logger.exception("execution %s crashed", run.execution_id)
@@ -466,6 +689,21 @@ class Engine:
             run, status=status, reason=reason, finished_at=self.clock()
         )
         logger.info("execution %s %s", run.execution_id, status.value)
+        self._runs.pop(run.execution_id, None)
+        return status
+
+    async def _detach(self, run: RunState) -> ExecutionStatus:
+        await self._release(run)
+        await self.logs.flush()
+        if run.waiting_on is not None:
+            status = ExecutionStatus.WAITING
+            await self._set_execution(run, owner_id=None)
+        else:
+            status = ExecutionStatus.INTERRUPTED
+            await self._set_execution(
+                run, status=status, reason=run.cancel_reason, finished_at=self.clock()
+            )
+        logger.info("execution %s left %s", run.execution_id, status.value)
         self._runs.pop(run.execution_id, None)
         return status
 
@@ -614,6 +852,8 @@ class Engine:
             )
         except asyncio.CancelledError:
             summary = ctx.close_outputs()
+            if run.detaching and run.waiting_on == step.id:
+                raise  # the approval keeps waiting for whoever decides
             note = f" ({ctx.cancel_note})" if ctx.cancel_note else ""
             await self._update_step(
                 run,
@@ -902,11 +1142,19 @@ class Engine:
     async def wait_for_approval(
         self, run: RunState, step_id: str, request: ApprovalRequest
     ) -> ApprovalOutcome:
-        """Put a step in ``waiting`` until its approval is decided or times out."""
+        """Put a step in ``waiting`` until its approval is decided or times out.
+
+        The request is stored with what the approver is shown (the message, the
+        steps that run next with their masked inputs, the masked params), its
+        deadline as a UTC instant, and how the timeout goes on, so any process can
+        continue the wait: after a restart it waits only for the time left.
+        """
         approval = await self.store.call(
             self.store.get_approval, run.execution_id, step_id
         )
-        if approval is None:
+        resumed = run.resumed_wait == step_id
+        run.resumed_wait = None
+        if approval is None or (approval.status != "waiting" and not resumed):
             deadline = (
                 self.clock() + timedelta(seconds=request.timeout)
                 if request.timeout
@@ -922,16 +1170,23 @@ class Engine:
                 min_approvals=request.min_approvals,
                 allow_self_approval=request.allow_self_approval,
                 requested_by=run.operator,
+                summary=await self._approval_summary(run, step_id),
+                on_timeout=request.on_timeout,
+                escalate_to=request.escalate_to,
+                timeout_seconds=request.timeout,
+                origin=self.origin,
             )
             approval = await self.store.call(
                 self.store.get_approval, run.execution_id, step_id
             )
             assert approval is not None
         if approval.status == "waiting":
+            run.waiting_on = step_id
             await self._update_step(run, step_id, status=StepStatus.WAITING)
             await self._set_execution(run, status=ExecutionStatus.WAITING)
             self.bus.publish(ApprovalChanged(run.execution_id, step_id, "waiting"))
-            approval = await self._await_decision(run, step_id, approval.deadline)
+            approval = await self._await_decision(run, step_id)
+            run.waiting_on = None
             await self._update_step(run, step_id, status=StepStatus.RUNNING)
             await self._set_execution(run, status=ExecutionStatus.RUNNING)
         deciders = approval.deciders
@@ -939,18 +1194,45 @@ class Engine:
             return ApprovalOutcome("approved", deciders, approval.comment)
         if approval.status == "rejected":
             return ApprovalOutcome("rejected", deciders, approval.comment)
-        if request.on_timeout == "approve":
+        if approval.on_timeout == "approve" or request.on_timeout == "approve":
             return ApprovalOutcome(
                 "approved", ["haloterm (on timeout)"], approval.comment
             )
         return ApprovalOutcome("timed_out", [], approval.comment)
 
-    async def _await_decision(
-        self,
-        run: RunState,
-        step_id: str,
-        deadline: datetime | None,
-    ) -> Approval:
+    async def _approval_summary(self, run: RunState, step_id: str) -> dict[str, Any]:
+        """What runs after an approval step, with which inputs and params (masked)."""
+        context = self._template_context(run, await self._ticket(run.ticket_id))
+        shown: list[dict[str, Any]] = []
+        for step in run.runbook.steps[run.runbook.step_index(step_id) + 1 :]:
+            if step.only_on_failure:
+                continue
+            try:
+                action = self.registry.get(step.action)
+                inputs = self.renderer.render(
+                    step.with_, context, command_fields=action.command_fields
+                ).value
+            except Exception:
+                # Inputs that read outputs of steps not run yet are shown unrendered.
+                inputs = step.with_
+            entry: dict[str, Any] = {
+                "id": step.id,
+                "action": step.action,
+                "with": _mask_tree(run.masker, inputs),
+            }
+            if step.when is not None:
+                entry["when"] = run.masker.mask(step.when)
+            shown.append(entry)
+            if len(shown) >= _NEXT_SHOWN:
+                break
+        secret = run.runbook.secret_params
+        params = {
+            k: ("******" if k in secret else _mask_tree(run.masker, v))
+            for k, v in sorted(run.params.items())
+        }
+        return {"next": shown, "params": params}
+
+    async def _await_decision(self, run: RunState, step_id: str) -> Approval:
         while True:
             run.approval_wakeup.clear()
             approval = await self.store.call(
@@ -959,27 +1241,102 @@ class Engine:
             assert approval is not None
             if approval.status != "waiting":
                 return approval
-            if deadline is not None and self.clock() >= deadline:
-                try:
-                    approval = await self.store.call(
-                        self.store.decide_approval,
-                        run.execution_id,
-                        step_id,
-                        actor="haloterm",
-                        decision="timed_out",
-                        comment=f"no decision by {deadline.isoformat()}",
-                        roles=set(),
-                    )
-                except ApprovalRefused:
+            now = self.clock()
+            if approval.timed_out_at(now):
+                if await self._escalate(run, approval, now):
+                    continue
+                settled = await self._time_out(run, approval)
+                if settled is None:
                     continue  # decided an instant before the deadline: read it again
-                self.bus.publish(
-                    ApprovalChanged(run.execution_id, step_id, "timed_out")
-                )
-                return approval
+                return settled
+            if _reminder_due(approval, now):
+                await self._remind(run, approval)
             # Decisions from this process set the event; others reach us by polling.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await run.approval_wakeup.wait()
+
+    async def _time_out(self, run: RunState, approval: Approval) -> Approval | None:
+        deadline = approval.deadline
+        assert deadline is not None
+        try:
+            settled = await self.store.call(
+                self.store.decide_approval,
+                run.execution_id,
+                approval.step_id,
+                actor="haloterm",
+                decision="timed_out",
+                comment=(
+                    f"no decision by {deadline:%Y-%m-%d %H:%M:%SZ}"
+                    f" (on timeout: {approval.on_timeout})"
+                ),
+                roles=set(),
+                origin=self.origin,
+            )
+        except ApprovalRefused:
+            return None
+        self.bus.publish(
+            ApprovalChanged(run.execution_id, approval.step_id, "timed_out")
+        )
+        self._info(
+            run,
+            approval.step_id,
+            f"approval timed out at {deadline:%Y-%m-%d %H:%M:%SZ};"
+            f" on timeout: {approval.on_timeout}",
+        )
+        return settled
+
+    async def _escalate(self, run: RunState, approval: Approval, now: datetime) -> bool:
+        if (
+            approval.on_timeout != "escalate"
+            or approval.escalated
+            or not approval.escalate_to
+        ):
+            return False
+        period = approval.timeout_seconds
+        if period is None and approval.deadline is not None:
+            period = (approval.deadline - approval.requested_at).total_seconds()
+        deadline = now + timedelta(seconds=period or 0)
+        escalated = await self.store.call(
+            self.store.escalate_approval,
+            run.execution_id,
+            approval.step_id,
+            approvers=approval.escalate_to,
+            deadline=deadline,
+            actor="haloterm",
+        )
+        if escalated is None:
+            return True  # changed under us: read it again
+        who = ", ".join(approval.escalate_to)
+        text = (
+            f"Run #{run.execution_id} ({run.runbook.name}): approval of step "
+            f"{approval.step_id} escalated to {who}; new deadline "
+            f"{deadline:%Y-%m-%d %H:%M:%SZ}"
+        )
+        self._info(run, approval.step_id, text)
+        self.bus.publish(Notice(text=text, severity="warning", title="Escalated"))
+        self.bus.publish(ApprovalChanged(run.execution_id, approval.step_id, "waiting"))
+        return True
+
+    async def _remind(self, run: RunState, approval: Approval) -> None:
+        deadline = approval.deadline
+        assert deadline is not None
+        who = ", ".join(approval.approvers)
+        text = (
+            f"Reminder: run #{run.execution_id} ({run.runbook.name}) waits for "
+            f"{who} to approve step {approval.step_id}; it times out at "
+            f"{deadline:%Y-%m-%d %H:%M:%SZ} (then: {approval.on_timeout})"
+        )
+        sent = await self.store.call(
+            self.store.remind_approval,
+            run.execution_id,
+            approval.step_id,
+            actor="haloterm",
+            note=text,
+        )
+        if sent:
+            self._info(run, approval.step_id, text)
+            self.bus.publish(Notice(text=text, severity="warning", title="Approval"))
 
     async def update_ticket(
         self, run: RunState, ticket_id: int, **changes: Any
@@ -1029,6 +1386,25 @@ class StepsView(Mapping[str, dict[str, Any]]):
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+def _reminder_due(approval: Approval, now: datetime) -> bool:
+    if approval.deadline is None or approval.reminded_at is not None:
+        return False
+    period = approval.timeout_seconds
+    if period is None:
+        period = (approval.deadline - approval.requested_at).total_seconds()
+    start = approval.deadline - timedelta(seconds=period)
+    return now >= start + timedelta(seconds=period * REMINDER_AT)
+
+
+def _needs_process(approval: Approval, now: datetime) -> bool:
+    """Whether a waiting run's approval needs a process to act on it now."""
+    return (
+        approval.status != "waiting"
+        or approval.timed_out_at(now)
+        or _reminder_due(approval, now)
+    )
 
 
 def _short_error(exc: Exception) -> str:

@@ -225,6 +225,18 @@ class ActionContext(abc.ABC):
     def now(self) -> datetime:
         """The injected clock's current UTC time."""
 
+    def track_process(self, pid: int, pgid: int) -> None:
+        """Record a local process group this step started.
+
+        If haloterm dies while the step runs, whoever finds the run interrupted
+        stops the group (same host only). The default does nothing.
+        """
+        return None
+
+    def untrack_process(self, pid: int) -> None:
+        """Forget a process recorded by :meth:`track_process` (it ended)."""
+        return None
+
 
 class Action(abc.ABC):
     """A kind of step. Subclasses set ``name`` and ``Inputs`` and implement ``run``.

@@ -93,6 +93,7 @@ class ShellAction(Action):
             raise ActionError(
                 f"cannot start {inputs.shell}: {exc.strerror or exc}{where}"
             ) from None
+        ctx.track_process(proc.pid, proc.pgid)
         try:
             status = await proc.wait()
             await proc.drain(DRAIN_TIMEOUT)
@@ -100,6 +101,7 @@ class ShellAction(Action):
             await self._stop(proc, inputs.kill_grace, ctx)
             raise
         finally:
+            ctx.untrack_process(proc.pid)
             proc.close()
             stdout.close()
             stderr.close()

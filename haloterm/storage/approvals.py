@@ -7,7 +7,11 @@ settles a waiting approval and every other caller learns who settled it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import socket
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
@@ -37,8 +41,19 @@ class ApprovalStore(StoreCore):
         min_approvals: int,
         allow_self_approval: bool,
         requested_by: str,
+        summary: dict[str, Any] | None = None,
+        on_timeout: str = "reject",
+        escalate_to: list[str] | None = None,
+        timeout_seconds: float | None = None,
+        origin: str | None = None,
     ) -> None:
         """Open an approval request (status ``waiting``).
+
+        ``summary`` is what the approver is shown besides the message (the steps
+        that run next and the params, secrets already masked); its SHA-256 is
+        stored and audited with the request and every decision. ``on_timeout``,
+        ``escalate_to`` and ``timeout_seconds`` tell any process how the wait
+        goes on after the deadline.
 
         Requesting again for a step that is still waiting keeps the stored request
         (and its deadline), so a restarted owner resumes the same wait; a decided
@@ -52,6 +67,8 @@ class ApprovalStore(StoreCore):
         if min_approvals < 1:
             raise ValueError("min_approvals must be at least 1")
         now = self._now_text()
+        shown = summary or {}
+        digest = params_hash(shown)
         values = (
             execution_id,
             step_id,
@@ -62,13 +79,20 @@ class ApprovalStore(StoreCore):
             int(allow_self_approval),
             requested_by,
             now,
+            dumps(shown),
+            digest,
+            on_timeout,
+            dumps(escalate_to or []),
+            timeout_seconds,
         )
 
         def insert(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(
                 "INSERT INTO approvals (execution_id, step_id, status, approvers,"
                 " message, deadline, min_approvals, allow_self_approval, requested_by,"
-                " requested_at) VALUES (?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?)"
+                " requested_at, summary, params_hash, on_timeout, escalate_to,"
+                " timeout_seconds)"
+                " VALUES (?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (execution_id, step_id) DO UPDATE SET"
                 " status = 'waiting', approvers = excluded.approvers,"
                 " message = excluded.message, deadline = excluded.deadline,"
@@ -76,13 +100,21 @@ class ApprovalStore(StoreCore):
                 " allow_self_approval = excluded.allow_self_approval,"
                 " requested_by = excluded.requested_by,"
                 " requested_at = excluded.requested_at, decisions = '[]',"
-                " decided_by = NULL, decided_at = NULL, comment = NULL"
+                " decided_by = NULL, decided_at = NULL, comment = NULL,"
+                " summary = excluded.summary, params_hash = excluded.params_hash,"
+                " on_timeout = excluded.on_timeout,"
+                " escalate_to = excluded.escalate_to,"
+                " timeout_seconds = excluded.timeout_seconds,"
+                " escalated = 0, reminded_at = NULL"
                 " WHERE approvals.status != 'waiting'",
                 values,
             )
             if cursor.rowcount == 0:
                 return
-            detail = {"step_id": step_id, "approvers": approvers, "message": message}
+            detail: dict[str, Any] = {"step_id": step_id, "approvers": approvers}
+            detail["message"] = message
+            detail |= {"params_hash": digest, "deadline": values[4]}
+            detail |= {"next": shown.get("next", []), "terminal": origin}
             self._audit(
                 conn,
                 requested_by,
@@ -90,6 +122,7 @@ class ApprovalStore(StoreCore):
                 "execution",
                 execution_id,
                 detail,
+                origin,
             )
 
         self.write(insert)
@@ -102,13 +135,101 @@ class ApprovalStore(StoreCore):
         )
         return None if row is None else _approval(row)
 
-    def pending_approvals(self) -> list[Approval]:
-        """Every waiting approval, oldest request first."""
-        rows = self._rows(
-            "SELECT * FROM approvals WHERE status = 'waiting'"
-            " ORDER BY requested_at, execution_id, step_id"
-        )
-        return [_approval(row) for row in rows]
+    def pending_approvals(
+        self, *, offered_at: datetime | None = None
+    ) -> list[Approval]:
+        """Every waiting approval, oldest request first.
+
+        Args:
+            offered_at: when given, only approvals whose deadline is still ahead of
+                this instant: the ones a click can still decide.
+        """
+        sql = "SELECT * FROM approvals WHERE status = 'waiting'"
+        params: list[Any] = []
+        if offered_at is not None:
+            sql += " AND (deadline IS NULL OR deadline > ?)"
+            params.append(to_text(offered_at))
+        sql += " ORDER BY requested_at, execution_id, step_id"
+        return [_approval(row) for row in self._rows(sql, params)]
+
+    def remind_approval(
+        self, execution_id: int, step_id: str, *, actor: str, note: str
+    ) -> bool:
+        """Record that a waiting approval's reminder went out (once per deadline).
+
+        Returns:
+            True for the one caller that records it; False when it was already
+            recorded or the approval is no longer waiting.
+        """
+        now = self._now_text()
+
+        def remind(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE approvals SET reminded_at = ? WHERE execution_id = ?"
+                " AND step_id = ? AND status = 'waiting' AND reminded_at IS NULL",
+                (now, execution_id, step_id),
+            )
+            if cursor.rowcount != 1:
+                return False
+            detail = {"step_id": step_id, "note": note}
+            self._audit(
+                conn, actor, "approval.remind", "execution", execution_id, detail
+            )
+            return True
+
+        return self.write(remind)
+
+    def escalate_approval(
+        self,
+        execution_id: int,
+        step_id: str,
+        *,
+        approvers: list[str],
+        deadline: datetime | None,
+        actor: str,
+    ) -> Approval | None:
+        """Hand a timed-out approval to more approvers for another timeout period.
+
+        The new approvers join the old ones; the deadline moves and the reminder
+        is due again. It happens once per request.
+
+        Returns:
+            The approval after the change, or None when it was already escalated or
+            is no longer waiting.
+        """
+        new_deadline = None if deadline is None else to_text(deadline)
+
+        def escalate(conn: sqlite3.Connection) -> Approval | None:
+            row = conn.execute(
+                "SELECT * FROM approvals WHERE execution_id = ? AND step_id = ?"
+                " AND status = 'waiting' AND escalated = 0",
+                (execution_id, step_id),
+            ).fetchone()
+            if row is None:
+                return None
+            current = _approval(row)
+            merged = list(dict.fromkeys([*current.approvers, *approvers]))
+            conn.execute(
+                "UPDATE approvals SET approvers = ?, deadline = ?, escalated = 1,"
+                " reminded_at = NULL WHERE execution_id = ? AND step_id = ?",
+                (dumps(merged), new_deadline, execution_id, step_id),
+            )
+            detail: dict[str, Any] = {"step_id": step_id, "approvers": merged}
+            detail |= {"added": approvers, "deadline": new_deadline}
+            detail |= {"previous_deadline": row["deadline"]}
+            self._audit(
+                conn, actor, "approval.escalate", "execution", execution_id, detail
+            )
+            return current.model_copy(
+                update={
+                    "approvers": merged,
+                    "deadline": deadline,
+                    "escalated": True,
+                    "reminded_at": None,
+                }
+            )
+
+        return self.write(escalate)
 
     def decide_approval(
         self,
@@ -119,6 +240,7 @@ class ApprovalStore(StoreCore):
         decision: Decision,
         comment: str | None = None,
         roles: Iterable[str] = frozenset(),
+        origin: str | None = None,
     ) -> Approval:
         """Record one decision on a waiting approval (compare-and-set).
 
@@ -133,6 +255,7 @@ class ApprovalStore(StoreCore):
             decision: ``approved``, ``rejected`` or ``timed_out``.
             comment: the approver's words, kept with the decision and the audit.
             roles: the actor's roles, matched against ``role:<name>`` approvers.
+            origin: where the decision came from (host, process, terminal).
 
         Returns:
             The approval after the decision.
@@ -167,8 +290,15 @@ class ApprovalStore(StoreCore):
             _store_decision(conn, decided)
             detail: dict[str, Any] = {"step_id": step_id, "decision": decision}
             detail |= {"status": decided.status, "comment": comment}
+            detail |= {"params_hash": approval.params_hash, "terminal": origin}
             self._audit(
-                conn, actor, f"approval.{decision}", "execution", execution_id, detail
+                conn,
+                actor,
+                f"approval.{decision}",
+                "execution",
+                execution_id,
+                detail,
+                origin,
             )
             return decided
 
@@ -276,4 +406,36 @@ def _approval(row: Row) -> Approval:
         decided_by=row["decided_by"],
         decided_at=from_text(row["decided_at"]),
         comment=row["comment"],
+        summary=loads(row["summary"], {}),
+        params_hash=row["params_hash"],
+        on_timeout=row["on_timeout"],
+        escalate_to=loads(row["escalate_to"], []),
+        escalated=bool(row["escalated"]),
+        timeout_seconds=row["timeout_seconds"],
+        reminded_at=from_text(row["reminded_at"]),
     )
+
+
+def params_hash(summary: dict[str, Any]) -> str:
+    """SHA-256 (hex) of what an approver is shown, in a canonical JSON form."""
+    text = json.dumps(summary, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def terminal_origin() -> str:
+    """Where this process acts from: host and pid, its terminal, its SSH client.
+
+    Recorded with each approval request and decision, so the audit says which
+    terminal (``/dev/pts/3``) or SSH connection a click came from.
+    """
+    parts = [f"{socket.gethostname()}:{os.getpid()}"]
+    for fd in (0, 1, 2):
+        try:
+            parts.append(f"tty {os.ttyname(fd)}")
+        except OSError:
+            continue
+        break
+    ssh = os.environ.get("SSH_CLIENT") or os.environ.get("SSH_CONNECTION")
+    if ssh:
+        parts.append(f"ssh from {ssh.split()[0]}")
+    return " ".join(parts)

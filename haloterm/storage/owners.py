@@ -72,8 +72,11 @@ class OwnerStore(StoreCore):
 
         An owner on this host is dead when its process no longer exists; an owner
         on another host when its heartbeat is older than ``ttl`` seconds. Its
-        running or waiting step runs fail with reason ``interrupted``; its row is
-        removed.
+        running step runs fail with reason ``interrupted``, and the process
+        groups its steps left on this host are killed. A run waiting for an
+        approval needs no process: it stays ``waiting``, with no owner, for
+        whoever decides (or the automation lease holder) to continue. The dead
+        owner's row is removed.
 
         Returns:
             The ids of the executions interrupted.
@@ -82,8 +85,17 @@ class OwnerStore(StoreCore):
         cutoff = to_text(now - timedelta(seconds=ttl))
         here = socket.gethostname()
 
+        from haloterm.storage.recovery import (
+            StepProcess,
+            stop_process_groups,
+            take_processes,
+        )
+
+        leftovers: list[StepProcess] = []
+
         def sweep(conn: sqlite3.Connection) -> list[int]:
             interrupted: list[int] = []
+            leftovers.clear()
             for owner in conn.execute("SELECT * FROM owners").fetchall():
                 if owner["hostname"] == here:
                     # A process of this host is dead the moment its pid is gone;
@@ -92,23 +104,29 @@ class OwnerStore(StoreCore):
                 else:
                     dead = owner["heartbeat_at"] < cutoff
                 if dead:
-                    interrupted += self._interrupt_owner(
-                        conn, owner, actor, to_text(now)
-                    )
+                    ids = self._interrupt_owner(conn, owner, actor, to_text(now))
+                    leftovers.extend(take_processes(conn, ids))
+                    interrupted += ids
             return interrupted
 
         ids = self.write(sweep)
         if ids:
             logger.warning("interrupted executions of stopped owners: %s", ids)
+        stop_process_groups(leftovers)
         return ids
 
     def _interrupt_owner(
         self, conn: sqlite3.Connection, owner: Row, actor: str, now: str
     ) -> list[int]:
         reason = f"owner process {owner['pid']} on {owner['hostname']} stopped"
+        conn.execute(
+            "UPDATE executions SET owner_id = NULL WHERE owner_id = ?"
+            " AND status = 'waiting'",
+            (owner["id"],),
+        )
         rows = conn.execute(
             "SELECT id FROM executions WHERE owner_id = ?"
-            " AND status IN ('queued', 'running', 'waiting') ORDER BY id",
+            " AND status IN ('queued', 'running') ORDER BY id",
             (owner["id"],),
         ).fetchall()
         ids = [int(row["id"]) for row in rows]

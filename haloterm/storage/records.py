@@ -143,6 +143,20 @@ class Approval(BaseModel):
     """Who settled it: the rejecter, or the approver who reached the quorum."""
     decided_at: datetime | None = None
     comment: str | None = None
+    summary: dict[str, Any] = Field(default_factory=dict)
+    """What the approver is shown besides the message: ``next`` (the steps that run
+    after it, with their masked inputs) and ``params`` (masked)."""
+    params_hash: str | None = None
+    """SHA-256 of the summary as shown, recorded with every decision."""
+    on_timeout: str = "reject"
+    escalate_to: list[str] = Field(default_factory=list)
+    escalated: bool = False
+    timeout_seconds: float | None = None
+    reminded_at: datetime | None = None
+
+    def timed_out_at(self, now: datetime) -> bool:
+        """Whether the deadline has passed (no click counts any more)."""
+        return self.deadline is not None and now >= self.deadline
 
     @property
     def deciders(self) -> list[str]:

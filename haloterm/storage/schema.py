@@ -203,6 +203,42 @@ _LOG_LINES_BY_SEQ = [
     "CREATE INDEX ix_log_lines_step ON log_lines (execution_id, step_id, seq)",
 ]
 
+# Approvals remember what the approver was shown and how their timeout goes on;
+# local processes of running steps are recorded so recovery can stop them; the
+# audit stays append-only except inside a recorded purge (``audit_purges.open``).
+_OPERATIONS = [
+    "ALTER TABLE approvals ADD COLUMN summary TEXT NOT NULL DEFAULT '{}'",
+    "ALTER TABLE approvals ADD COLUMN params_hash TEXT",
+    "ALTER TABLE approvals ADD COLUMN on_timeout TEXT NOT NULL DEFAULT 'reject'",
+    "ALTER TABLE approvals ADD COLUMN escalate_to TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE approvals ADD COLUMN escalated INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE approvals ADD COLUMN timeout_seconds REAL",
+    "ALTER TABLE approvals ADD COLUMN reminded_at TEXT",
+    """CREATE TABLE step_processes (
+        execution_id INTEGER NOT NULL,
+        step_id TEXT NOT NULL,
+        hostname TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pgid INTEGER NOT NULL,
+        start_ticks INTEGER,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (execution_id, hostname, pid)
+    )""",
+    """CREATE TABLE audit_purges (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        cutoff TEXT NOT NULL,
+        open INTEGER NOT NULL DEFAULT 1,
+        rows INTEGER
+    )""",
+    "DROP TRIGGER audit_no_delete",
+    """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    WHEN NOT EXISTS (SELECT 1 FROM audit_purges WHERE open = 1 AND OLD.at < cutoff)
+    BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""",
+    "CREATE INDEX ix_executions_finished ON executions (finished_at)",
+]
+
 # Automation: the one lease, the ticket-event cursor (set past any history that
 # predates automation, so upgrading never replays it), rule firings, schedule state
 # and slots (one row per schedule, slot and clock epoch), and raw intake payloads.
@@ -273,6 +309,7 @@ MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
     ("0001_initial", [*_TABLES, *_INDEXES, *_AUDIT_APPEND_ONLY]),
     ("0002_log_lines_by_seq", _LOG_LINES_BY_SEQ),
     ("0003_automation", _AUTOMATION),
+    ("0004_operations", _OPERATIONS),
 )
 """Every migration, oldest first: (name, statements)."""
 

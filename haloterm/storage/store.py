@@ -6,6 +6,7 @@ from haloterm.storage.approvals import ApprovalStore
 from haloterm.storage.automation import AutomationStore
 from haloterm.storage.executions import ExecutionStore
 from haloterm.storage.owners import OwnerStore
+from haloterm.storage.recovery import RecoveryStore
 from haloterm.storage.runbooks import RunbookStore
 from haloterm.storage.tickets import TicketStore
 
@@ -15,6 +16,7 @@ class Store(
     RunbookStore,
     ExecutionStore,
     OwnerStore,
+    RecoveryStore,
     ApprovalStore,
     AutomationStore,
 ):
