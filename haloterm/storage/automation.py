@@ -219,7 +219,9 @@ class AutomationStore(StoreCore):
 
     def event_cursor(self) -> int:
         """The id of the last ticket event automation handled."""
-        row = self._row("SELECT value FROM meta WHERE key = ?", (CURSOR_KEY,))
+        row = self._row(
+            "SELECT value FROM automation_state WHERE key = ?", (CURSOR_KEY,)
+        )
         return int(row[0]) if row is not None else 0
 
     def record_firings(
@@ -246,7 +248,7 @@ class AutomationStore(StoreCore):
 
         def record(conn: sqlite3.Connection) -> list[int]:
             moved = conn.execute(
-                "UPDATE meta SET value = ? WHERE key = ? AND value = ?",
+                "UPDATE automation_state SET value = ? WHERE key = ? AND value = ?",
                 (str(new_cursor), CURSOR_KEY, str(expected_cursor)),
             )
             if moved.rowcount == 0:
@@ -515,7 +517,9 @@ class AutomationStore(StoreCore):
 
     def clock_epoch(self) -> int:
         """Bumped each time the wall clock is seen going back (slots then repeat)."""
-        row = self._row("SELECT value FROM meta WHERE key = ?", (EPOCH_KEY,))
+        row = self._row(
+            "SELECT value FROM automation_state WHERE key = ?", (EPOCH_KEY,)
+        )
         return int(row[0]) if row is not None else 0
 
     def bump_clock_epoch(self, *, actor: str, detail: dict[str, Any]) -> int:
@@ -532,7 +536,7 @@ class AutomationStore(StoreCore):
         def bump(conn: sqlite3.Connection) -> int:
             epoch = _epoch(conn) + 1
             conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                "INSERT OR REPLACE INTO automation_state (key, value) VALUES (?, ?)",
                 (EPOCH_KEY, str(epoch)),
             )
             conn.execute(
@@ -603,7 +607,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _epoch(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (EPOCH_KEY,)).fetchone()
+    row = conn.execute(
+        "SELECT value FROM automation_state WHERE key = ?", (EPOCH_KEY,)
+    ).fetchone()
     return int(row[0]) if row is not None else 0
 
 

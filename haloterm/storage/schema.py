@@ -305,11 +305,24 @@ _AUTOMATION = [
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('automation.clock_epoch', '0')",
 ]
 
+# Automation's own counters live in their own table, not in ``meta``.
+_AUTOMATION_STATE = [
+    """CREATE TABLE automation_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    "INSERT OR REPLACE INTO automation_state (key, value) SELECT key, value"
+    " FROM meta WHERE key IN ('automation.event_cursor', 'automation.clock_epoch')",
+    "DELETE FROM meta WHERE key IN"
+    " ('automation.event_cursor', 'automation.clock_epoch')",
+]
+
 MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
     ("0001_initial", [*_TABLES, *_INDEXES, *_AUDIT_APPEND_ONLY]),
     ("0002_log_lines_by_seq", _LOG_LINES_BY_SEQ),
     ("0003_automation", _AUTOMATION),
     ("0004_operations", _OPERATIONS),
+    ("0005_automation_state", _AUTOMATION_STATE),
 )
 """Every migration, oldest first: (name, statements)."""
 
