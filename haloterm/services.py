@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from haloterm.config import (
     Settings,
@@ -30,6 +31,9 @@ from haloterm.logsetup import LOG_MASKER
 from haloterm.plugins.registry import ActionRegistry, default_registry
 from haloterm.storage import SavedVersion, Store
 from haloterm.storage.seed import seed_if_empty
+
+if TYPE_CHECKING:
+    from haloterm.automation.service import Automation
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,8 @@ class Services:
     clock: Callable[[], datetime]
     owner_id: str
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    automation: Automation | None = None
+    """Rules and schedules, when :meth:`start` was asked to run them."""
 
     @classmethod
     def open(
@@ -105,8 +111,13 @@ class Services:
             owner_id=owner_id,
         )
 
-    async def start(self) -> None:
-        """Register this process as an owner of runs and keep its heartbeat going."""
+    async def start(self, *, automation: bool = False) -> None:
+        """Register this process as an owner of runs and keep its heartbeat going.
+
+        Args:
+            automation: also compete for the automation lease and, while holding
+                it, fire ticket-event rules and schedules.
+        """
         self.engine.bus.bind(asyncio.get_running_loop())
         await self.store.call(
             self.store.register_owner,
@@ -116,9 +127,19 @@ class Services:
             user=self.operator,
         )
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+        if automation:
+            from haloterm.automation.service import Automation
+
+            self.automation = Automation(
+                self.store, self.engine, holder=self.owner_id, user=self.operator
+            )
+            await self.automation.start()
 
     async def stop(self) -> None:
         """Stop owning runs and close the store. Safe to call twice."""
+        if self.automation is not None:
+            await self.automation.stop()
+            self.automation = None
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

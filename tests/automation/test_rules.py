@@ -159,3 +159,21 @@ async def test_seeded_demo_tickets_fire_nothing(
     assert svc.store.rule_firings() == []
     assert await _settle(svc) == []
     assert svc.store.event_cursor() > 0
+
+
+async def test_services_run_automation_when_asked(tmp_path: Path) -> None:
+    """A console built with ``start(automation=True)`` holds the lease and fires."""
+    from tests.engine.conftest import make_settings
+
+    svc = Services.open(tmp_path / "s.db", settings=make_settings(), seed=False)
+    await svc.start(automation=True)
+    try:
+        assert svc.automation is not None
+        await svc.automation.step(force=True)
+        assert svc.automation.holding
+        assert await svc.automation.status_line() == "automation runs here"
+        holder = svc.store.lease_holder()
+        assert holder is not None and holder.holder == svc.owner_id
+    finally:
+        await svc.stop()
+    assert svc.automation is None
