@@ -7,7 +7,11 @@ screen on the stack that defines ``on_engine_event(event)``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import signal
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -92,6 +96,8 @@ class HalotermApp(App[None]):
         self.services = services
         self.clock: Callable[[], datetime] = clock or services.clock
         self._unsubscribe: Callable[[], None] | None = None
+        self.hung_up = False
+        """The terminal went away (SIGHUP): nothing is drawn; runs go on."""
         self._starting = True
         self._held_keys: list[events.Key] = []
         self._hold_timer: Timer | None = None
@@ -106,6 +112,9 @@ class HalotermApp(App[None]):
         setup_logging(self.services.settings.log_level)
         await self.services.start()
         self._unsubscribe = self.services.engine.bus.subscribe(self.on_bus_event)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, self.on_hangup)
         self.sub_title = self.operator
         from haloterm.screens.main import MainScreen
 
@@ -116,6 +125,8 @@ class HalotermApp(App[None]):
         self.replay_keys()
 
     async def on_unmount(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if self._unsubscribe is not None:
             self._unsubscribe()
         try:
@@ -200,6 +211,31 @@ class HalotermApp(App[None]):
         self._hold_expired = True
         self._key_in_flight = False
         await self._replay_held_keys()
+
+    # ------------------------------------------------------------------ hangup
+
+    def on_hangup(self) -> None:
+        """The terminal is gone (an SSH session dropped): keep runs going headless.
+
+        Drawing goes to /dev/null and input waits on a pipe nobody writes, so the
+        engine and its heartbeat keep running in this loop; the process exits once
+        no run it owns is active. Another console shows those runs live meanwhile.
+        """
+        if self.hung_up:
+            return
+        self.hung_up = True
+        logger.warning(
+            "terminal hung up; %d runs continue without a screen",
+            len(self.services.engine.active),
+        )
+        _detach_terminal()
+        self._exit_when_idle()
+        self.set_interval(0.5, self._exit_when_idle)
+
+    def _exit_when_idle(self) -> None:
+        if not self.services.engine.active:
+            logger.info("no run left after the hangup; exiting")
+            self.exit()
 
     # ------------------------------------------------------------------ events
 
@@ -329,6 +365,21 @@ class HalotermApp(App[None]):
         commands = getattr(screen, "screen_commands", None)
         if commands is not None:
             yield from commands()
+
+
+_QUIET_INPUT: list[int] = []
+
+
+def _detach_terminal() -> None:
+    """Point stdin at a pipe that never has data and stdout/stderr at /dev/null."""
+    read_end, write_end = os.pipe()
+    _QUIET_INPUT.append(write_end)  # held open so reads wait instead of ending
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(read_end, 0)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(read_end)
+    os.close(devnull)
 
 
 def create_app(
