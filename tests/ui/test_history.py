@@ -15,8 +15,8 @@ from textual.widgets import DataTable, Input, TabbedContent
 from haloterm.app import create_app
 from haloterm.config import data_dir
 from haloterm.models import Execution
+from haloterm.screens.export import ExportScreen, free_path
 from haloterm.screens.history import (
-    ExportScreen,
     FilterError,
     HistoryScreen,
     parse_run_filter,
@@ -220,8 +220,6 @@ async def test_audit_tab_lists_and_exports(services: Services) -> None:
 
 
 def test_exports_never_overwrite(tmp_path: Path) -> None:
-    from haloterm.screens.history import free_path
-
     first = tmp_path / "runs.csv"
     first.write_text("x")
     assert free_path(first).name == "runs-2.csv"
