@@ -35,7 +35,24 @@ _INSERT_LINE = (
 )
 _INSERT_LINE_OR_IGNORE = _INSERT_LINE.replace("INSERT", "INSERT OR IGNORE", 1)
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+_FULL_CODE = 13  # SQLITE_FULL
 LineRow = tuple[int, int, str, str, str, str, str]
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether an error is SQLite's "database or disk is full" (SQLITE_FULL)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == _FULL_CODE or "disk is full" in str(exc).lower()
+
+
+def full_error(path: Path, exc: BaseException) -> StoreError:
+    """The error an operator sees when the store cannot grow."""
+    return StoreError(
+        f"{path}: the disk is full (or the store reached its size limit); "
+        f"this write was not kept and nothing stored was damaged ({exc})"
+    )
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -245,7 +262,11 @@ class Writer:
             len(rows),
             exc,
         )
-        error = StoreError(f"{self._path}: write failed: {exc}")
+        error = (
+            full_error(self._path, exc)
+            if is_full(exc)
+            else StoreError(f"{self._path}: write failed: {exc}")
+        )
         for job in jobs:
             job.future.set_exception(error)
 
@@ -271,6 +292,8 @@ class Writer:
         try:
             value = job.fn(conn)
         except Exception as exc:
+            if is_full(exc):
+                exc = full_error(self._path, exc)
             if not conn.in_transaction:
                 raise _TransactionLost(job, exc) from exc
             if is_busy(exc):
