@@ -509,6 +509,32 @@ async def test_unknown_run_is_reported(services: Services) -> None:
     await drive(services, scenario)
 
 
+async def test_resizing_during_a_live_run_reflows_and_recovers(
+    services: Services, tmp_path: Path
+) -> None:
+    """C10: resizes, down to "too small" and back, never disturb the run or the
+    screen; Esc on the cancel dialog never cancels."""
+    add_runbook(services, tmp_path, SLOW)
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "slow")
+        await wait_for(pilot, lambda: "running" in label(screen, "nap"))
+        for size in ((200, 60), (20, 6), (120, 40)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+        await wait_for(pilot, lambda: current(app) is screen, what="recovered")
+        tree = screen.query_one(StepTree)
+        assert tree.outer_size.width == int(120 * 0.45)
+        await pilot.press("c", "escape")
+        await pilot.pause()
+        assert screen.execution is not None
+        assert screen.execution.status == "running"
+        await app.services.engine.cancel(screen.execution_id, actor="alice")
+        await wait_for(pilot, finished(screen))
+
+    await drive(services, scenario)
+
+
 # ---------------------------------------------------------------------- snapshots
 
 SnapCompare = Callable[..., bool]
