@@ -535,6 +535,41 @@ async def test_resizing_during_a_live_run_reflows_and_recovers(
     await drive(services, scenario)
 
 
+LEAKY = """
+name: leaky
+params:
+  db_password: {type: secret, required: true}
+steps:
+  - id: leak
+    action: shell
+    with:
+      env: {DB_PASSWORD: "{{ params.db_password }}"}
+      command: 'echo "pw=$DB_PASSWORD"; exit 2'
+"""
+
+
+async def test_secrets_never_reach_the_screen(
+    services: Services, tmp_path: Path
+) -> None:
+    """C27: the secret is masked in the log, the tree and the header."""
+    add_runbook(services, tmp_path, LEAKY)
+    secret = "S3cr3t!pw"
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "leaky", db_password=secret)
+        await wait_for(pilot, finished(screen))
+        view = screen.query_one(LogView)
+        await wait_for(pilot, lambda: "pw=******" in view.plain_lines())
+        await pilot.press("l")
+        await wait_for(pilot, lambda: not screen.log_pane.loading)
+        picture = app.export_screenshot()
+        assert "pw=******" in picture.replace("&#160;", " ")
+        assert secret not in picture and "S3cr3t" not in picture
+        assert not any(secret in line for line in view.plain_lines())
+
+    await drive(services, scenario)
+
+
 # ---------------------------------------------------------------------- snapshots
 
 SnapCompare = Callable[..., bool]
