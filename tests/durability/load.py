@@ -86,7 +86,9 @@ async def run_load(
                 ticket = await svc.store.call(svc.store.get_ticket, their_ticket)
                 stamp = ticket.fields.get("stamp") if ticket else None
                 if stamp is not None and stamp != last_seen:
-                    report.seen_lag.append(time.time() - float(stamp))
+                    # The first value seen may be old; count only changes after it.
+                    if last_seen is not None:
+                        report.seen_lag.append(time.time() - float(stamp))
                     last_seen = stamp
         except Exception as exc:
             report.errors.append(f"{type(exc).__name__}: {exc}")

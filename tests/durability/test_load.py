@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from haloterm.services import Services
-from tests.durability.helpers import integrity, spawn_script
+from tests.durability.helpers import integrity, spawn_script, wait_for
 from tests.durability.load import run_load, runbook_text
 from tests.engine.conftest import make_settings
 
@@ -32,6 +32,7 @@ from tests.engine.conftest import make_settings
 async def main():
     svc = Services.open(Path({db!r}), settings=make_settings(), seed=False)
     await svc.start()
+    Path({out!r} + ".ready").touch()
     try:
         report = await run_load(
             svc, runs=4, lines={lines}, pause={pause}, my_ticket={mine},
@@ -72,6 +73,8 @@ async def test_two_consoles_and_a_second_process_under_load(
                 out=str(out),
             ),
         )
+        ready = Path(str(out) + ".ready")
+        await asyncio.to_thread(wait_for, ready.exists, 60)
         report = await run_load(
             a, runs=4, lines=LINES, pause=PAUSE, my_ticket=mine, their_ticket=theirs
         )
