@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -226,6 +227,14 @@ class ApprovalsScreen(Screen[None]):
             f"{runbook} #{approval.execution_id} · {approval.step_id}\n", "bold"
         )
         text.append(approval.message or "(no message)")
+        for entry in approval.summary.get("next", []):
+            text.append("\nNext: ", style="bold")
+            text.append(f"{entry.get('id')} ({entry.get('action')}) ")
+            text.append(json.dumps(entry.get("with"), ensure_ascii=False))
+        params = approval.summary.get("params")
+        if params:
+            text.append("\nParams: ", style="bold")
+            text.append(json.dumps(params, ensure_ascii=False))
         text.append("\n\nApprovers: ", style="bold")
         text.append(", ".join(approval.approvers))
         needed = approval.min_approvals - len(approval.decisions)
@@ -236,6 +245,9 @@ class ApprovalsScreen(Screen[None]):
         if approval.deadline is not None:
             text.append("\nDeadline: ", style="bold")
             text.append(f"{approval.deadline:%Y-%m-%d %H:%M:%S}Z")
+            text.append(f", then {approval.on_timeout}")
+            if approval.escalated:
+                text.append(" (escalated)")
         text.append("\n")
         if timed_out(approval, self.app.clock()):
             assert approval.deadline is not None

@@ -95,7 +95,8 @@ def test_approvals_queue(
 ) -> None:
     """Approvals queue with one waiting onboarding approval: countdown "72h00m",
     runbook, step, "#1", asked by bob, "✘ not you" (alice is no lead); the detail
-    shows the message with the literal "Dana [/" name and who may decide."""
+    shows the message with the literal "Dana [/" name, the steps that run next
+    (home, welcome, close) with their inputs, the params, and who may decide."""
 
     async def run_before(pilot: Pilot[None]) -> None:
         await services.engine.start(
