@@ -122,6 +122,7 @@ class HalotermApp(App[None]):
         self._starting = False
         self._check_size(self.size.width, self.size.height)
         self.count_waiting_approvals()
+        self.report_interrupted_runs()
         self.replay_keys()
 
     async def on_unmount(self) -> None:
@@ -258,6 +259,24 @@ class HalotermApp(App[None]):
                 handler(event)
             except Exception:
                 logger.exception("screen %s failed on %s", screen, event)
+
+    @work(thread=True, exclusive=True, group="interrupted", exit_on_error=False)
+    def report_interrupted_runs(self) -> None:
+        """Tell the operator about runs whose process died, so someone resumes them."""
+        runs = self.services.store.interrupted_executions(limit=1000)
+        if not runs:
+            return
+        shown = ", ".join(f"#{e.id} {e.runbook} at {e.current_step}" for e in runs[:3])
+        more = f" and {len(runs) - 3} more" if len(runs) > 3 else ""
+        self.call_from_thread(
+            self.notify,
+            f"{len(runs)} interrupted run{'s' if len(runs) != 1 else ''}: "
+            f"{shown}{more}. History (h) with status:interrupted lists them; "
+            "R on a run resumes it.",
+            title="Interrupted",
+            severity="warning",
+            markup=False,
+        )
 
     @work(thread=True, exclusive=True, group="approvals-count", exit_on_error=False)
     def count_waiting_approvals(self) -> None:
