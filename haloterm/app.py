@@ -28,6 +28,7 @@ from textual.worker import Worker, WorkerState
 from haloterm.engine.events import (
     ApprovalChanged,
     Event,
+    ExecutionChanged,
     Notice,
 )
 from haloterm.logsetup import setup_logging
@@ -86,6 +87,9 @@ class HalotermApp(App[None]):
     waiting_approvals: reactive[int] = reactive(0, init=False)
     """How many approvals wait for a decision, across every run and console."""
 
+    interrupted_runs: reactive[int] = reactive(0, init=False)
+    """How many runs were interrupted (their process died) and wait for a resume."""
+
     def __init__(
         self,
         services: Services,
@@ -122,7 +126,9 @@ class HalotermApp(App[None]):
         self._starting = False
         self._check_size(self.size.width, self.size.height)
         self.count_waiting_approvals()
-        self.report_interrupted_runs()
+        self.count_interrupted_runs()
+        # Other processes' runs become interrupted without an event reaching us.
+        self.set_interval(10.0, self.count_interrupted_runs)
         self.replay_keys()
 
     async def on_unmount(self) -> None:
@@ -251,6 +257,12 @@ class HalotermApp(App[None]):
             )
         elif isinstance(event, ApprovalChanged):
             self.count_waiting_approvals()
+        elif isinstance(event, ExecutionChanged) and (
+            event.status == "interrupted"
+            or event.reason is None
+            and self.interrupted_runs
+        ):
+            self.count_interrupted_runs()
         for screen in list(self.screen_stack):
             handler = getattr(screen, "on_engine_event", None)
             if handler is None:
@@ -261,22 +273,10 @@ class HalotermApp(App[None]):
                 logger.exception("screen %s failed on %s", screen, event)
 
     @work(thread=True, exclusive=True, group="interrupted", exit_on_error=False)
-    def report_interrupted_runs(self) -> None:
-        """Tell the operator about runs whose process died, so someone resumes them."""
-        runs = self.services.store.interrupted_executions(limit=1000)
-        if not runs:
-            return
-        shown = ", ".join(f"#{e.id} {e.runbook} at {e.current_step}" for e in runs[:3])
-        more = f" and {len(runs) - 3} more" if len(runs) > 3 else ""
-        self.call_from_thread(
-            self.notify,
-            f"{len(runs)} interrupted run{'s' if len(runs) != 1 else ''}: "
-            f"{shown}{more}. History (h) with status:interrupted lists them; "
-            "R on a run resumes it.",
-            title="Interrupted",
-            severity="warning",
-            markup=False,
-        )
+    def count_interrupted_runs(self) -> None:
+        """Count runs whose process died, for the title line of every console."""
+        count = len(self.services.store.interrupted_executions(limit=1000))
+        self.call_from_thread(setattr, self, "interrupted_runs", count)
 
     @work(thread=True, exclusive=True, group="approvals-count", exit_on_error=False)
     def count_waiting_approvals(self) -> None:
@@ -284,8 +284,19 @@ class HalotermApp(App[None]):
         self.call_from_thread(setattr, self, "waiting_approvals", count)
 
     def watch_waiting_approvals(self, count: int) -> None:
-        waiting = f" · {count} approval{'s' if count != 1 else ''} waiting"
-        self.sub_title = self.operator + (waiting if count else "")
+        self._show_counts()
+
+    def watch_interrupted_runs(self, count: int) -> None:
+        self._show_counts()
+
+    def _show_counts(self) -> None:
+        count = self.waiting_approvals
+        title = self.operator
+        if count:
+            title += f" · {count} approval{'s' if count != 1 else ''} waiting"
+        if self.interrupted_runs:
+            title += f" · {self.interrupted_runs} interrupted (h)"
+        self.sub_title = title
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Turn a failed background job into a notification."""

@@ -74,7 +74,9 @@ async def test_r_on_the_run_screen_resumes_an_interrupted_run(tmp_path: Path) ->
         assert resumed[0].detail["from_step"] == "second"
 
 
-async def test_a_console_opening_tells_of_interrupted_runs(tmp_path: Path) -> None:
+async def test_every_console_shows_how_many_runs_are_interrupted(
+    tmp_path: Path,
+) -> None:
     svc = Services.open(tmp_path / "s.db", settings=make_settings(), seed=False)
     path = tmp_path / "two.yaml"
     path.write_text(TWO, encoding="utf-8")
@@ -84,8 +86,9 @@ async def test_a_console_opening_tells_of_interrupted_runs(tmp_path: Path) -> No
     async with app.run_test(size=(100, 30)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
-        texts = [n.message for n in app._notifications]
-    assert any(
-        f"#{execution_id} two at second" in t and "1 interrupted run" in t
-        for t in texts
-    ), texts
+        assert app.sub_title == "alice · 1 interrupted (h)"
+        await svc.engine.resume(execution_id, actor="alice")
+        await svc.engine.wait(execution_id)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.sub_title == "alice"
