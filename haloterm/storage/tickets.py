@@ -257,14 +257,24 @@ class TicketStore(StoreCore):
         )
         return [_ticket_event(row) for row in rows]
 
-    def query_tickets(self, q: TicketQuery) -> TicketPage:
+    def query_tickets(
+        self, q: TicketQuery, *, matches: int | None = None
+    ) -> TicketPage:
         """One page of the ticket list; filtering, sorting and paging all in SQL.
+
+        Args:
+            q: filters, sort, page size and the cursor of the page.
+            matches: how many tickets match the filters, when known (the list's
+                count). When no index serves both the filter and the order, it
+                picks the cheaper plan: sort the matches (few of them) or walk the
+                sort column's index and skip non-matches (many of them).
 
         Returns:
             The rows and, when more rows follow, the cursor of the next page
             (pass it back as ``q.after``).
         """
-        sql, params = page_sql(q)
+        walk = matches is not None and self._walk_sort_index(q, matches)
+        sql, params = page_sql(q, walk_sort_index=walk)
         column, _ = _order(q.sort, q.descending)
         rows = self._rows(sql, params)
         tickets = [_ticket(row) for row in rows[: q.limit]]
@@ -273,6 +283,29 @@ class TicketStore(StoreCore):
             last = rows[q.limit - 1]
             cursor = TicketCursor(value=last[column], id=last["id"])
         return TicketPage(rows=tickets, next_cursor=cursor)
+
+    def _walk_sort_index(self, q: TicketQuery, matches: int) -> bool:
+        # Sorting costs about one row read per match; walking the sort index costs
+        # about page / density rows. Only worth asking when the plan would sort.
+        total = _int(
+            self._row("SELECT seq FROM sqlite_sequence WHERE name = 'tickets'")
+        )
+        if q.text.strip() or matches * matches <= (q.limit + 1) * total:
+            # Words in titles match in clumps as often as not: leave those to SQLite.
+            return False
+        shape = (_shape(q), q.after is not None)
+        plans: dict[tuple[Any, ...], bool] = self.__dict__.setdefault(
+            "_ticket_plans", {}
+        )
+        with self._count_lock:
+            sorts = plans.get(shape)
+        if sorts is None:
+            sql, params = page_sql(q)
+            plan = self._rows("EXPLAIN QUERY PLAN " + sql, params)
+            sorts = any("TEMP B-TREE" in str(row["detail"]) for row in plan)
+            with self._count_lock:
+                plans[shape] = sorts
+        return sorts
 
     def count_tickets(self, q: TicketQuery) -> int:
         """How many tickets match the query's filters (its page is ignored).
@@ -346,10 +379,15 @@ def _int(row: Row | None) -> int:
     return int(row[0] or 0) if row is not None else 0
 
 
-def page_sql(q: TicketQuery) -> tuple[str, list[Any]]:
+def page_sql(q: TicketQuery, *, walk_sort_index: bool = False) -> tuple[str, list[Any]]:
     """The SQL and bound parameters of one page of a ticket query (one row extra,
-    to tell whether another page follows)."""
-    where, params = _where(q)
+    to tell whether another page follows).
+
+    With ``walk_sort_index`` the filter columns are kept off every index (``+col``),
+    so SQLite reads rows in the sort column's index order and stops after a page,
+    instead of collecting every match and sorting it.
+    """
+    where, params = _where(q, unindexed=walk_sort_index)
     column, direction = _order(q.sort, q.descending)
     if q.after is not None:
         op = "<" if direction == "DESC" else ">"
@@ -403,8 +441,18 @@ def _check_priority(priority: str) -> None:
         )
 
 
-def _where(q: TicketQuery) -> tuple[list[str], list[Any]]:
+def _shape(q: TicketQuery) -> tuple[Any, ...]:
+    # What decides the query plan: which filters (and how many values), the order.
+    filters = tuple(
+        None if getattr(q, key) is None else len(getattr(q, key))
+        for key in _FILTER_KEYS
+    )
+    return (filters, len(q.text.split()), q.sort, q.descending)
+
+
+def _where(q: TicketQuery, *, unindexed: bool = False) -> tuple[list[str], list[Any]]:
     where: list[str] = ["1 = 1"]
+    plus = "+" if unindexed else ""
     params: list[Any] = []
     for key in _FILTER_KEYS:
         values: list[str] | None = getattr(q, key)
@@ -414,7 +462,7 @@ def _where(q: TicketQuery) -> tuple[list[str], list[Any]]:
             where.append("0 = 1")
             continue
         # Only the count of placeholders comes from the values; they are bound.
-        where.append(f"{key} IN ({', '.join('?' for _ in values)})")
+        where.append(f"{plus}{key} IN ({', '.join('?' for _ in values)})")
         params += values
     for word in q.text.split():
         where.append("title LIKE ? ESCAPE '\\'")

@@ -181,17 +181,19 @@ class TicketTable(DataTable[Any]):
         has_prev = False
         start = 0
         if move == "first":
-            page = store.query_tickets(base)
+            page = store.query_tickets(base, matches=total)
             found, has_next = page.rows, page.next_cursor is not None
         elif move == "last":
-            page = store.query_tickets(reverse)
+            page = store.query_tickets(reverse, matches=total)
             found, has_next = page.rows[::-1], False
             has_prev = page.next_cursor is not None
             start = max(0, total - len(found))
         elif move == "prev":
             assert current is not None
             after = self._cursor(rows[0], query.sort)
-            page = store.query_tickets(reverse.model_copy(update={"after": after}))
+            page = store.query_tickets(
+                reverse.model_copy(update={"after": after}), matches=total
+            )
             if not page.rows:
                 return None
             found, has_next = page.rows[::-1], True
@@ -206,7 +208,9 @@ class TicketTable(DataTable[Any]):
             else:
                 after = self._cursor_before(rows[0], query)
                 start = current.start
-            page = store.query_tickets(base.model_copy(update={"after": after}))
+            page = store.query_tickets(
+                base.model_copy(update={"after": after}), matches=total
+            )
             if move == "next" and not page.rows:
                 return None
             found, has_next = page.rows, page.next_cursor is not None
