@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -53,7 +53,7 @@ from haloterm.plugins.base import (
     ChildResult,
     StepResult,
 )
-from haloterm.storage import Approval, ApprovalRefused
+from haloterm.storage import Approval
 
 if TYPE_CHECKING:
     from haloterm.config import Settings
@@ -68,14 +68,6 @@ MAX_STEP_VISITS = 1000
 OWNER_TTL = 10.0
 """Seconds without a heartbeat after which another host's owner counts as dead."""
 
-REMINDER_AT = 0.8
-"""Share of an approval's timeout after which a reminder goes out."""
-
-MAX_AUTO_RESUMES = 3
-"""Automatic resumes of one interrupted idempotent step before an operator decides."""
-
-AUTO_ACTOR = "haloterm (automatic)"
-_NEXT_SHOWN = 3
 _RESUMABLE = ("interrupted", "failed", "waiting", "queued", "running")
 
 
@@ -361,122 +353,45 @@ class Engine:
                 await self.continue_decided(execution_id, actor=actor)
             except StartError as exc:
                 logger.warning("execution %s not continued here: %s", execution_id, exc)
+                self.bus.publish(
+                    Notice(
+                        text=(
+                            f"Run #{execution_id} was {approval.status} but cannot "
+                            f"continue in this console: {exc}. It waits; "
+                            f"`haloterm resume {execution_id}` continues it."
+                        ),
+                        severity="warning",
+                        title="Not continued",
+                    )
+                )
         return approval
 
     async def continue_decided(self, execution_id: int, *, actor: str) -> bool:
-        """Continue a waiting run whose owner is gone, in this process.
+        """Continue a decided waiting run whose owner is gone, in this process.
 
-        Returns:
-            True when this process took the run over; False when it runs here
-            already, is not waiting, or a live process waits on it.
-
-        Raises:
-            StartError: it cannot continue (its secret params are not available
-                here, its runbook version is gone).
+        See :func:`haloterm.engine.recovery.continue_decided`.
         """
-        if execution_id in self.active:
-            return False
-        execution = await self.store.call(self.store.get_execution, execution_id)
-        if execution is None or execution.status is not ExecutionStatus.WAITING:
-            return False
-        live = await self.store.call(self.store.live_owner_ids, OWNER_TTL)
-        if execution.owner_id in live and execution.owner_id != self.owner_id:
-            return False
-        try:
-            await self.adopt(execution_id, actor=actor, statuses=("waiting",))
-        except ClaimLost:
-            return False
-        return True
+        from haloterm.engine import recovery
+
+        return await recovery.continue_decided(self, execution_id, actor=actor)
 
     async def adopt_decided_approvals(self) -> list[int]:
-        """Continue waiting runs no process waits on that need a process now.
-
-        That is a run whose approval was decided while nobody waited, is past its
-        deadline (its ``on_timeout`` must run) or is due a reminder. The automation
-        lease holder calls this periodically, so decisions, timeouts and
-        escalations happen even when the console that started a run is closed.
-
-        Returns:
-            The ids of the executions taken over.
+        """Continue waiting runs no process holds that need one now (decided,
+        overdue, reminder due); for the automation lease holder to call
+        periodically. See :func:`haloterm.engine.recovery.adopt_decided_approvals`.
         """
-        taken: list[int] = []
-        now = self.clock()
-        for execution in await self.store.call(self.store.ownerless_waiting, OWNER_TTL):
-            step_id = execution.current_step
-            if step_id is None or execution.id in self.active:
-                continue
-            approval = await self.store.call(
-                self.store.get_approval, execution.id, step_id
-            )
-            if approval is not None and not _needs_process(approval, now):
-                continue
-            try:
-                await self.adopt(execution.id, actor=AUTO_ACTOR, statuses=("waiting",))
-            except ClaimLost:
-                continue
-            except StartError as exc:
-                logger.warning(
-                    "waiting execution %s not continued: %s", execution.id, exc
-                )
-                continue
-            taken.append(execution.id)
-        return taken
+        from haloterm.engine import recovery
+
+        return await recovery.adopt_decided_approvals(self)
 
     async def resume_idempotent_interrupted(self) -> list[int]:
-        """Resume interrupted runs whose interrupted step is marked ``idempotent``.
-
-        Each run is resumed automatically at most :data:`MAX_AUTO_RESUMES` times;
-        after that (and for every step not marked idempotent) an operator decides.
-        The automation lease holder calls this periodically.
-
-        Returns:
-            The ids of the executions resumed.
+        """Resume interrupted runs stopped at an ``idempotent`` step; for the
+        automation lease holder to call periodically. See
+        :func:`haloterm.engine.recovery.resume_idempotent_interrupted`.
         """
-        resumed: list[int] = []
-        for execution in await self.store.call(self.store.interrupted_executions):
-            if execution.current_step is None or execution.id in self.active:
-                continue
-            stored = await self.store.call(
-                self.store.get_runbook, execution.runbook, execution.version
-            )
-            if stored is None:
-                continue
-            try:
-                step = stored.runbook.steps[
-                    stored.runbook.step_index(execution.current_step)
-                ]
-            except KeyError:
-                continue
-            if not step.idempotent:
-                continue
-            if await self._auto_resumes(execution.id) >= MAX_AUTO_RESUMES:
-                continue
-            try:
-                await self.adopt(
-                    execution.id, actor=AUTO_ACTOR, statuses=("interrupted",)
-                )
-            except ClaimLost:
-                continue
-            except StartError as exc:
-                logger.warning(
-                    "interrupted execution %s not resumed: %s", execution.id, exc
-                )
-                continue
-            logger.info(
-                "execution %s resumed at idempotent step %s", execution.id, step.id
-            )
-            resumed.append(execution.id)
-        return resumed
+        from haloterm.engine import recovery
 
-    async def _auto_resumes(self, execution_id: int) -> int:
-        records = await self.store.call(
-            self.store.list_audit, target_type="execution", target_id=execution_id
-        )
-        return sum(
-            1
-            for r in records
-            if r.action == "execution.resume" and r.actor == AUTO_ACTOR
-        )
+        return await recovery.resume_idempotent_interrupted(self)
 
     async def adopt(
         self,
@@ -591,7 +506,7 @@ class Engine:
             execution.version,
             actor,
         )
-        self._launch(run, start_at=index)
+        self._launch(run, start_at=index, resumed=True)
         return execution_id
 
     async def resume(
@@ -661,15 +576,20 @@ class Engine:
         self._runs[execution.id] = run
         return run
 
-    def _launch(self, run: RunState, *, start_at: int) -> None:
+    def _launch(self, run: RunState, *, start_at: int, resumed: bool = False) -> None:
         run.task = asyncio.create_task(
-            self._execute(run, start_at), name=f"execution-{run.execution_id}"
+            self._execute(run, start_at, resumed), name=f"execution-{run.execution_id}"
         )
 
-    async def _execute(self, run: RunState, start_at: int) -> ExecutionStatus:
-        await self._set_execution(
-            run, status=ExecutionStatus.RUNNING, started_at=self.clock()
-        )
+    async def _execute(
+        self, run: RunState, start_at: int, resumed: bool = False
+    ) -> ExecutionStatus:
+        if resumed:
+            await self._set_execution(run, status=ExecutionStatus.RUNNING)
+        else:
+            await self._set_execution(
+                run, status=ExecutionStatus.RUNNING, started_at=self.clock()
+            )
         try:
             status, reason = await self._walk(run, start_at)
         except asyncio.CancelledError:
@@ -1144,199 +1064,11 @@ class Engine:
     ) -> ApprovalOutcome:
         """Put a step in ``waiting`` until its approval is decided or times out.
 
-        The request is stored with what the approver is shown (the message, the
-        steps that run next with their masked inputs, the masked params), its
-        deadline as a UTC instant, and how the timeout goes on, so any process can
-        continue the wait: after a restart it waits only for the time left.
+        See :func:`haloterm.engine.approvals.wait_for_approval`.
         """
-        approval = await self.store.call(
-            self.store.get_approval, run.execution_id, step_id
-        )
-        resumed = run.resumed_wait == step_id
-        run.resumed_wait = None
-        if approval is None or (approval.status != "waiting" and not resumed):
-            deadline = (
-                self.clock() + timedelta(seconds=request.timeout)
-                if request.timeout
-                else None
-            )
-            await self.store.call(
-                self.store.create_approval,
-                execution_id=run.execution_id,
-                step_id=step_id,
-                approvers=request.approvers,
-                message=run.masker.mask(request.message),
-                deadline=deadline,
-                min_approvals=request.min_approvals,
-                allow_self_approval=request.allow_self_approval,
-                requested_by=run.operator,
-                summary=await self._approval_summary(run, step_id),
-                on_timeout=request.on_timeout,
-                escalate_to=request.escalate_to,
-                timeout_seconds=request.timeout,
-                origin=self.origin,
-            )
-            approval = await self.store.call(
-                self.store.get_approval, run.execution_id, step_id
-            )
-            assert approval is not None
-        if approval.status == "waiting":
-            run.waiting_on = step_id
-            await self._update_step(run, step_id, status=StepStatus.WAITING)
-            await self._set_execution(run, status=ExecutionStatus.WAITING)
-            self.bus.publish(ApprovalChanged(run.execution_id, step_id, "waiting"))
-            approval = await self._await_decision(run, step_id)
-            run.waiting_on = None
-            await self._update_step(run, step_id, status=StepStatus.RUNNING)
-            await self._set_execution(run, status=ExecutionStatus.RUNNING)
-        deciders = approval.deciders
-        if approval.status == "approved":
-            return ApprovalOutcome("approved", deciders, approval.comment)
-        if approval.status == "rejected":
-            return ApprovalOutcome("rejected", deciders, approval.comment)
-        if approval.on_timeout == "approve" or request.on_timeout == "approve":
-            return ApprovalOutcome(
-                "approved", ["haloterm (on timeout)"], approval.comment
-            )
-        return ApprovalOutcome("timed_out", [], approval.comment)
+        from haloterm.engine import approvals
 
-    async def _approval_summary(self, run: RunState, step_id: str) -> dict[str, Any]:
-        """What runs after an approval step, with which inputs and params (masked)."""
-        context = self._template_context(run, await self._ticket(run.ticket_id))
-        shown: list[dict[str, Any]] = []
-        for step in run.runbook.steps[run.runbook.step_index(step_id) + 1 :]:
-            if step.only_on_failure:
-                continue
-            try:
-                action = self.registry.get(step.action)
-                inputs = self.renderer.render(
-                    step.with_, context, command_fields=action.command_fields
-                ).value
-            except Exception:
-                # Inputs that read outputs of steps not run yet are shown unrendered.
-                inputs = step.with_
-            entry: dict[str, Any] = {
-                "id": step.id,
-                "action": step.action,
-                "with": _mask_tree(run.masker, inputs),
-            }
-            if step.when is not None:
-                entry["when"] = run.masker.mask(step.when)
-            shown.append(entry)
-            if len(shown) >= _NEXT_SHOWN:
-                break
-        secret = run.runbook.secret_params
-        params = {
-            k: ("******" if k in secret else _mask_tree(run.masker, v))
-            for k, v in sorted(run.params.items())
-        }
-        return {"next": shown, "params": params}
-
-    async def _await_decision(self, run: RunState, step_id: str) -> Approval:
-        while True:
-            run.approval_wakeup.clear()
-            approval = await self.store.call(
-                self.store.get_approval, run.execution_id, step_id
-            )
-            assert approval is not None
-            if approval.status != "waiting":
-                return approval
-            now = self.clock()
-            if approval.timed_out_at(now):
-                if await self._escalate(run, approval, now):
-                    continue
-                settled = await self._time_out(run, approval)
-                if settled is None:
-                    continue  # decided an instant before the deadline: read it again
-                return settled
-            if _reminder_due(approval, now):
-                await self._remind(run, approval)
-            # Decisions from this process set the event; others reach us by polling.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.5):
-                    await run.approval_wakeup.wait()
-
-    async def _time_out(self, run: RunState, approval: Approval) -> Approval | None:
-        deadline = approval.deadline
-        assert deadline is not None
-        try:
-            settled = await self.store.call(
-                self.store.decide_approval,
-                run.execution_id,
-                approval.step_id,
-                actor="haloterm",
-                decision="timed_out",
-                comment=(
-                    f"no decision by {deadline:%Y-%m-%d %H:%M:%SZ}"
-                    f" (on timeout: {approval.on_timeout})"
-                ),
-                roles=set(),
-                origin=self.origin,
-            )
-        except ApprovalRefused:
-            return None
-        self.bus.publish(
-            ApprovalChanged(run.execution_id, approval.step_id, "timed_out")
-        )
-        self._info(
-            run,
-            approval.step_id,
-            f"approval timed out at {deadline:%Y-%m-%d %H:%M:%SZ};"
-            f" on timeout: {approval.on_timeout}",
-        )
-        return settled
-
-    async def _escalate(self, run: RunState, approval: Approval, now: datetime) -> bool:
-        if (
-            approval.on_timeout != "escalate"
-            or approval.escalated
-            or not approval.escalate_to
-        ):
-            return False
-        period = approval.timeout_seconds
-        if period is None and approval.deadline is not None:
-            period = (approval.deadline - approval.requested_at).total_seconds()
-        deadline = now + timedelta(seconds=period or 0)
-        escalated = await self.store.call(
-            self.store.escalate_approval,
-            run.execution_id,
-            approval.step_id,
-            approvers=approval.escalate_to,
-            deadline=deadline,
-            actor="haloterm",
-        )
-        if escalated is None:
-            return True  # changed under us: read it again
-        who = ", ".join(approval.escalate_to)
-        text = (
-            f"Run #{run.execution_id} ({run.runbook.name}): approval of step "
-            f"{approval.step_id} escalated to {who}; new deadline "
-            f"{deadline:%Y-%m-%d %H:%M:%SZ}"
-        )
-        self._info(run, approval.step_id, text)
-        self.bus.publish(Notice(text=text, severity="warning", title="Escalated"))
-        self.bus.publish(ApprovalChanged(run.execution_id, approval.step_id, "waiting"))
-        return True
-
-    async def _remind(self, run: RunState, approval: Approval) -> None:
-        deadline = approval.deadline
-        assert deadline is not None
-        who = ", ".join(approval.approvers)
-        text = (
-            f"Reminder: run #{run.execution_id} ({run.runbook.name}) waits for "
-            f"{who} to approve step {approval.step_id}; it times out at "
-            f"{deadline:%Y-%m-%d %H:%M:%SZ} (then: {approval.on_timeout})"
-        )
-        sent = await self.store.call(
-            self.store.remind_approval,
-            run.execution_id,
-            approval.step_id,
-            actor="haloterm",
-            note=text,
-        )
-        if sent:
-            self._info(run, approval.step_id, text)
-            self.bus.publish(Notice(text=text, severity="warning", title="Approval"))
+        return await approvals.wait_for_approval(self, run, step_id, request)
 
     async def update_ticket(
         self, run: RunState, ticket_id: int, **changes: Any
@@ -1386,25 +1118,6 @@ class StepsView(Mapping[str, dict[str, Any]]):
 
     def __len__(self) -> int:
         return len(self._records)
-
-
-def _reminder_due(approval: Approval, now: datetime) -> bool:
-    if approval.deadline is None or approval.reminded_at is not None:
-        return False
-    period = approval.timeout_seconds
-    if period is None:
-        period = (approval.deadline - approval.requested_at).total_seconds()
-    start = approval.deadline - timedelta(seconds=period)
-    return now >= start + timedelta(seconds=period * REMINDER_AT)
-
-
-def _needs_process(approval: Approval, now: datetime) -> bool:
-    """Whether a waiting run's approval needs a process to act on it now."""
-    return (
-        approval.status != "waiting"
-        or approval.timed_out_at(now)
-        or _reminder_due(approval, now)
-    )
 
 
 def _short_error(exc: Exception) -> str:
