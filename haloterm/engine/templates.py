@@ -8,9 +8,12 @@ repetition and powers are capped, and the rendered text has a size limit.
 
 Two rules make substitution safe where it matters:
 
-* In command fields (``command=True``) every substituted value is shell-quoted with
-  :func:`shlex.quote`, unless the author passed it through the ``raw`` filter. A
-  ticket title such as ``$(touch /tmp/x)`` stays one literal word.
+* In command fields (``command=True``) every substituted value is quoted for the shell
+  context it lands in (:mod:`haloterm.engine.shellquote`): :func:`shlex.quote` as a
+  plain word, escaped inside double quotes, inside single quotes and in
+  here-documents, unless the author passed it through the ``raw`` filter. A ticket
+  title such as ``$(touch /tmp/x)`` stays literal text wherever it is placed.
+* An expression that renders to none inside a string is an error, never ``None``.
 * A secret param arrives as a :class:`SecretValue`. In a command it never lands in the
   text: it becomes ``"$HALOTERM_SECRET_<NAME>"`` and the real value is returned in
   :attr:`Rendered.secret_env`, so it reaches the process through its environment and
@@ -34,6 +37,8 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
+
+from haloterm.engine.shellquote import contextualise
 
 MASK = "******"
 ROOT_NAMES = frozenset({"params", "ticket", "steps", "runbook", "execution"})
@@ -170,18 +175,80 @@ def _budgeted_range(*args: int) -> range:
     return steps
 
 
+class NoValueError(ValueError):
+    """An expression inside a string rendered to none (a param left unset)."""
+
+
+_NO_VALUE = (
+    "an expression has no value (an optional param left unset, or a field that is "
+    "empty): give the param a default, or guard it with {% if ... %}"
+)
+
+
 def _finalize_text(value: Any) -> Any:
+    if value is None:
+        raise NoValueError(_NO_VALUE)
     if isinstance(value, SecretValue):
         return value.value
     return value
 
 
 def _finalize_command(value: Any) -> str:
+    if value is None:
+        raise NoValueError(_NO_VALUE)
     if isinstance(value, SecretValue):
         return f'"${value.env_name}"' if _collect(value) else MASK
     if isinstance(value, Raw):
         return str(value)
     return shlex.quote(str(value))
+
+
+def _text_of(value: Any) -> str:
+    if value is None:
+        raise NoValueError(_NO_VALUE)
+    return str(value)
+
+
+def _sh_double(value: Any) -> Raw:
+    """For a value inside double quotes: escape what double quotes still expand."""
+    if isinstance(value, SecretValue):
+        return Raw("${" + value.env_name + "}") if _collect(value) else Raw(MASK)
+    return Raw(re.sub(r'([\\"$`])', r"\\\1", _text_of(value)))
+
+
+def _sh_single(value: Any) -> Raw:
+    """For a value inside single quotes: close, escape each quote, reopen."""
+    if isinstance(value, SecretValue):
+        if not _collect(value):
+            return Raw(MASK)
+        return Raw("'\"${" + value.env_name + "}\"'")
+    return Raw(_text_of(value).replace("'", "'\\''"))
+
+
+def _heredoc_text(value: Any, delimiter: str) -> str:
+    text = _text_of(value)
+    if any(line.strip("\t") == delimiter for line in text.split("\n")):
+        raise SecurityError(
+            f"a value holds a line that would end the here-document ({delimiter})"
+        )
+    return text
+
+
+def _sh_heredoc(value: Any, delimiter: str) -> Raw:
+    """For a value in an unquoted here-document: escape what it expands."""
+    if isinstance(value, SecretValue):
+        return Raw("${" + value.env_name + "}") if _collect(value) else Raw(MASK)
+    return Raw(re.sub(r"([\\$`])", r"\\\1", _heredoc_text(value, delimiter)))
+
+
+def _sh_quoted_heredoc(value: Any, delimiter: str) -> Raw:
+    """For a value in a quoted here-document, where nothing expands."""
+    if isinstance(value, SecretValue):
+        raise SecurityError(
+            "a secret cannot go in a quoted here-document (nothing expands there); "
+            "use an unquoted one"
+        )
+    return Raw(_heredoc_text(value, delimiter))
 
 
 class _Sandbox(SandboxedEnvironment):
@@ -234,6 +301,10 @@ def _make_env(finalize: Callable[[Any], Any], raw: Callable[[Any], Any]) -> _San
         keep_trailing_newline=True,
     )
     env.filters["raw"] = raw
+    env.filters["_sh_double"] = _sh_double
+    env.filters["_sh_single"] = _sh_single
+    env.filters["_sh_heredoc"] = _sh_heredoc
+    env.filters["_sh_quoted_heredoc"] = _sh_quoted_heredoc
     env.globals["range"] = _budgeted_range
     return env
 
@@ -255,7 +326,7 @@ class Renderer:
             self._text_env.from_string
         )
         self._command_template = functools.lru_cache(maxsize=1024)(
-            self._command_env.from_string
+            lambda source: self._command_env.from_string(contextualise(source))
         )
         self._expression = functools.lru_cache(maxsize=1024)(
             functools.partial(
