@@ -59,7 +59,7 @@ class TicketAction(Action):
     async def run(self, inputs: Any, ctx: ActionContext) -> StepResult:
         assert isinstance(inputs, TicketInputs)
         if inputs.create is not None:
-            values = inputs.create.model_dump()
+            values = _masked(ctx, inputs.create.model_dump())
             values["type"] = inputs.create.type.value
             ticket_id = await ctx.create_ticket(**values)
             ctx.info(f"opened ticket {ticket_id}")
@@ -68,11 +68,22 @@ class TicketAction(Action):
             )
         ticket_id = await ctx.update_ticket(
             status=inputs.status.value if inputs.status else None,
-            note=inputs.note,
-            fields=inputs.fields,
+            note=ctx.mask(inputs.note) if inputs.note else None,
+            fields=_masked(ctx, inputs.fields) if inputs.fields else None,
             priority=inputs.priority,
         )
         ctx.info(f"updated ticket {ticket_id}")
         return StepResult(
             passed=True, outputs={"ticket_id": ticket_id, "created": False}
         )
+
+
+def _masked(ctx: ActionContext, value: Any) -> Any:
+    """Ticket text outlives the run and is shown everywhere: mask every secret in it."""
+    if isinstance(value, str):
+        return ctx.mask(value)
+    if isinstance(value, dict):
+        return {k: _masked(ctx, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(ctx, v) for v in value]
+    return value

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from haloterm.logsetup import LOG_MASKER, setup_logging, teardown_logging
+from haloterm.logsetup import LOG_MASKER, log_file, setup_logging, teardown_logging
 from haloterm.models import ExecutionStatus
 from haloterm.services import Services
 from tests.engine.conftest import make_settings
@@ -82,7 +82,8 @@ async def test_a_secret_never_lands_anywhere_in_clear(tmp_path: Path) -> None:
 def _files_written(tmp_path: Path, log_path: Path) -> dict[str, bytes]:
     """The store, its WAL, the spool files and the log, by name."""
     blobs = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
-    blobs["log"] = log_path.read_bytes()
+    if log_path.exists():
+        blobs["log"] = log_path.read_bytes()
     for out in (tmp_path / "output").iterdir():
         blobs[out.name] = out.read_bytes()
     return blobs
@@ -127,3 +128,37 @@ steps:
         assert not probe.exists()
     finally:
         await svc.stop()
+
+
+async def test_secrets_written_to_tickets_are_masked(tmp_path: Path) -> None:
+    svc = Services.open(tmp_path / "s.db", settings=make_settings(), seed=False)
+    await svc.start()
+    try:
+        path = tmp_path / "ticketed.yaml"
+        path.write_text(
+            """
+name: ticketed
+params:
+  pw: {type: secret, required: true}
+steps:
+  - id: fields
+    action: ticket
+    with: {fields: {pw: "{{ params.pw }}"}, note: "pw {{ params.pw }}"}
+  - id: open
+    action: ticket
+    with: {create: {title: "pw {{ params.pw }}", fields: {x: ["{{ params.pw }}"]}}}
+""",
+            encoding="utf-8",
+        )
+        svc.import_runbook(path)
+        ticket_id = svc.store.create_ticket(title="t", actor="alice")
+        execution_id = await svc.engine.start(
+            "ticketed", {"pw": SECRET}, operator="alice", ticket_id=ticket_id
+        )
+        assert await svc.engine.wait(execution_id) is ExecutionStatus.SUCCEEDED
+        ticket = svc.store.get_ticket(ticket_id)
+        assert ticket is not None and ticket.fields == {"pw": "******"}
+    finally:
+        await svc.stop()
+    for name, blob in _files_written(tmp_path, log_file()).items():
+        assert SECRET.encode() not in blob, name
