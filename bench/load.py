@@ -24,23 +24,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from haloterm.config import Settings
 from haloterm.services import Services
 from tests.durability.helpers import integrity, spawn_script, wait_for
 from tests.durability.load import LoadReport, run_load, runbook_text
 from tests.engine.conftest import make_settings
 
 RATE = 200
+LINES_CAP = 10**7
 PAUSE = 1 / RATE
 
 CHILD = """
 import asyncio, dataclasses, json
 from pathlib import Path
+from haloterm.config import Settings
 from haloterm.services import Services
 from tests.durability.load import run_load
 from tests.engine.conftest import make_settings
 
 async def main():
-    svc = Services.open(Path({db!r}), settings=make_settings(), seed=False)
+    settings = make_settings(stored_tail_lines={lines} + 1000)
+    svc = Services.open(Path({db!r}), settings=settings, seed=False)
     await svc.start()
     Path({out!r} + ".ready").touch()
     try:
@@ -56,8 +60,13 @@ asyncio.run(main())
 """
 
 
+def _settings() -> Settings:
+    # Every line is stored: no head-and-tail cap on a step's stored output.
+    return make_settings(stored_tail_lines=LINES_CAP)
+
+
 def _prepare(db: Path) -> tuple[int, int]:
-    svc = Services.open(db, settings=make_settings(), seed=False)
+    svc = Services.open(db, settings=_settings(), seed=False)
     path = db.parent / "chatty.yaml"
     path.write_text(runbook_text(), encoding="utf-8")
     svc.import_runbook(path)
@@ -70,7 +79,7 @@ def _prepare(db: Path) -> tuple[int, int]:
 
 
 def _stored(db: Path) -> tuple[int, int]:
-    svc = Services.open(db, settings=make_settings(), seed=False)
+    svc = Services.open(db, settings=_settings(), seed=False)
     try:
         runs = svc.store.list_executions(limit=100)
         lines = sum(
@@ -89,7 +98,7 @@ def _stored(db: Path) -> tuple[int, int]:
 async def alone(db: Path, lines: int) -> float:
     """Baseline: one process, 8 executions, no edits."""
     _prepare(db)
-    svc = Services.open(db, settings=make_settings(), seed=False)
+    svc = Services.open(db, settings=_settings(), seed=False)
     await svc.start()
     started = time.perf_counter()
     try:
@@ -105,8 +114,8 @@ async def shared(db: Path, lines: int) -> tuple[float, LoadReport, dict[str, obj
     """Two consoles in this process plus a second process, under load."""
     mine, theirs = _prepare(db)
     out = db.parent / "child.json"
-    a = Services.open(db, settings=make_settings(), seed=False)
-    b = Services.open(db, settings=make_settings(), seed=False)
+    a = Services.open(db, settings=_settings(), seed=False)
+    b = Services.open(db, settings=_settings(), seed=False)
     await a.start()
     await b.start()
     try:
