@@ -11,6 +11,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -75,6 +76,23 @@ def run_async(ctx: Ctx, body: Callable[[Any], Awaitable[T]]) -> T:
             await svc.stop()
 
     return asyncio.run(main())
+
+
+RESET = "\x1b[0m"
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(text: str, *, one_line: bool = True) -> str:
+    """Untrusted text for a terminal: no escape sequence or control survives.
+
+    Ticket titles, fields, reasons and messages come from alerts, people and command
+    output; printed raw, an OSC 52 sequence writes the clipboard and a CSI clears the
+    screen.
+    """
+    from haloterm.engine.output import strip_ansi
+
+    text = _CONTROLS.sub("", strip_ansi(text).replace("\r", ""))
+    return text.replace("\n", " ⏎ ") if one_line else text
 
 
 def emit_json(value: Any) -> None:
@@ -240,11 +258,21 @@ class RunPrinter:
     """Prints an execution's step changes and output lines as they happen."""
 
     def __init__(self, execution_ids: set[int], *, quiet: bool = False) -> None:
-        from haloterm.engine.output import sanitize_for_display, strip_ansi
-
         self.ids = execution_ids
         self.quiet = quiet
-        self.clean = sanitize_for_display if sys.stdout.isatty() else strip_ansi
+        self.printed: dict[int, set[int]] = {}
+        """Line numbers already printed, per execution: a step's stored tail comes
+        again at its end, after being shown live."""
+        self.tty = sys.stdout.isatty()
+
+    def clean(self, text: str) -> str:
+        """On a terminal colours stay, every other control is stripped, and a line
+        never leaves its colours on for what follows (the prompt, say)."""
+        from haloterm.engine.output import sanitize_for_display
+
+        if self.tty:
+            return sanitize_for_display(text) + RESET
+        return safe(text)
 
     def __call__(self, event: Any) -> None:
         from haloterm.engine.events import ExecutionChanged, LogBatch, StepChanged
@@ -257,10 +285,14 @@ class RunPrinter:
             return
         if isinstance(event, StepChanged):
             where = f"{event.step_id}@{event.host}" if event.host else event.step_id
-            tail = f": {event.reason}" if event.reason else ""
+            tail = f": {safe(event.reason)}" if event.reason else ""
             click.echo(f"[{event.execution_id}] {where} {event.status}{tail}")
         elif isinstance(event, LogBatch):
+            seen = self.printed.setdefault(event.execution_id, set())
             for line in event.lines:
+                if line.seq in seen:
+                    continue
+                seen.add(line.seq)
                 where = f"{line.step_id}@{line.host}" if line.host else line.step_id
                 mark = (
                     "!"
@@ -352,7 +384,7 @@ async def _report(svc: Any, execution_id: int, status: Any, as_json: bool) -> in
     if as_json:
         emit_json(_execution_json(svc, execution, with_logs=False))
     else:
-        reason = f": {execution.reason}" if execution.reason else ""
+        reason = f": {safe(execution.reason)}" if execution.reason else ""
         click.echo(f"execution {execution_id} {execution.status.value}{reason}")
     ok = {ExecutionStatus.SUCCEEDED, ExecutionStatus.WAITING}
     return EXIT_OK if status in ok else EXIT_FAILED
@@ -415,7 +447,6 @@ def executions(
 @pass_ctx
 def show(ctx: Ctx, execution_id: int, as_json: bool) -> None:
     """Show an execution: its steps, their outcomes, and its log."""
-    from haloterm.engine.output import strip_ansi
 
     with services(ctx) as svc:
         execution = svc.store.get_execution(execution_id)
@@ -429,19 +460,19 @@ def show(ctx: Ctx, execution_id: int, as_json: bool) -> None:
     click.echo(
         f"execution {execution.id}: {execution.runbook} v{execution.version} "
         f"{execution.status.value}"
-        + (f" ({execution.reason})" if execution.reason else "")
+        + (f" ({safe(execution.reason)})" if execution.reason else "")
     )
     click.echo(f"  operator {execution.operator}, trigger {execution.trigger}")
     if execution.params:
         click.echo(f"  params {json.dumps(execution.params, ensure_ascii=False)}")
     for step in data["steps"]:
         where = f"{step['step_id']}@{step['host']}" if step["host"] else step["step_id"]
-        extra = f" ({step['reason']})" if step["reason"] else ""
+        extra = f" ({safe(step['reason'])})" if step["reason"] else ""
         click.echo(f"  {step['status']:<8} {where}{extra}")
     click.echo("log:")
     for line in data["log"]:
         where = f"{line['step']}@{line['host']}" if line["host"] else line["step"]
-        click.echo(f"  {where} {strip_ansi(line['text'])}")
+        click.echo(f"  {where} {safe(line['text'])}")
 
 
 @main.command()
@@ -629,7 +660,6 @@ def approvals(ctx: Ctx, as_json: bool, show_all: bool) -> None:
     its deadline and who may decide. Approvals past their deadline are no longer
     offered (``--all`` lists them too).
     """
-    from haloterm.engine.output import strip_ansi
 
     with services(ctx) as svc:
         now = svc.store.now()
@@ -647,7 +677,7 @@ def approvals(ctx: Ctx, as_json: bool, show_all: bool) -> None:
             f"execution {a.execution_id} ({run.runbook if run else '?'}) "
             f"step {a.step_id}, asked by {a.requested_by}"
         )
-        click.echo(f"  message:  {strip_ansi(a.message)}")
+        click.echo(f"  message:  {safe(a.message)}")
         for entry in a.summary.get("next", []):
             inputs = json.dumps(entry.get("with"), ensure_ascii=False)
             click.echo(f"  next:     {entry['id']} ({entry['action']}) {inputs}")
@@ -829,7 +859,9 @@ def ticket_list(ctx: Ctx, filter_text: str, limit: int, as_json: bool) -> None:
         emit_json([t.model_dump(mode="json") for t in page.rows])
         return
     for t in page.rows:
-        click.echo(f"{t.id:>6}  {t.priority}  {t.status:<12} {t.type:<10} {t.title}")
+        click.echo(
+            f"{t.id:>6}  {t.priority}  {t.status:<12} {t.type:<10} {safe(t.title)}"
+        )
 
 
 @ticket.command("show")
@@ -851,12 +883,13 @@ def ticket_show(ctx: Ctx, ticket_id: int, as_json: bool) -> None:
         data["executions"] = [e.model_dump(mode="json") for e in runs]
         emit_json(data)
         return
-    click.echo(f"ticket {t.id} [{t.priority}] {t.title}")
-    click.echo(f"  {t.type}, {t.status}" + (f", {t.category}" if t.category else ""))
+    click.echo(f"ticket {t.id} [{t.priority}] {safe(t.title)}")
+    category = f", {safe(t.category)}" if t.category else ""
+    click.echo(f"  {t.type}, {t.status}{category}")
     for key, value in t.fields.items():
-        click.echo(f"  {key}: {value}")
+        click.echo(f"  {safe(key)}: {safe(str(value))}")
     if t.description:
-        click.echo(f"\n{t.description}\n")
+        click.echo(f"\n{safe(t.description, one_line=False)}\n")
     for h in history:
         click.echo(
             f"  {h.at:%Y-%m-%d %H:%M:%S} {h.actor}: {h.kind} "

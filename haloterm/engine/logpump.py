@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from haloterm.engine.events import EventBus, LogBatch, LogLine
@@ -20,9 +21,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BATCH_SECONDS = 0.03
-MAX_PENDING_LIVE = 20_000
-"""Live-only lines kept for the next publish; beyond it the oldest are dropped (they
-were never meant to be stored, and a console shows only a tail anyway)."""
+MAX_PENDING_LIVE = 100_000
+"""Live-only lines kept for the next publish; beyond it the oldest are dropped and a
+marker line says how many (they were never meant to be stored, and the step's output
+file keeps them all)."""
 
 
 class LogPump:
@@ -38,6 +40,8 @@ class LogPump:
         self._bus = bus
         self._stored: list[LogLine] = []
         self._live: list[LogLine] = []
+        self._dropped: dict[tuple[int, str, str], tuple[int, int]] = {}
+        """(execution, step, host) -> (first dropped seq, lines dropped)."""
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
@@ -51,7 +55,12 @@ class LogPump:
         """Queue lines to be published only (past a step's stored head)."""
         self._live.extend(lines)
         if len(self._live) > MAX_PENDING_LIVE:
-            del self._live[: len(self._live) - MAX_PENDING_LIVE]
+            cut = len(self._live) - MAX_PENDING_LIVE
+            for line in self._live[:cut]:
+                key = (line.execution_id, line.step_id, line.host)
+                first, count = self._dropped.get(key, (line.seq, 0))
+                self._dropped[key] = (first, count + 1)
+            del self._live[:cut]
         self._ensure_running()
 
     async def flush(self) -> None:
@@ -61,10 +70,30 @@ class LogPump:
         async with self._lock:
             stored, self._stored = self._stored, []
             live, self._live = self._live, []
+            live = self._gap_markers() + live
             if stored:
                 self._store.append_logs(stored)
                 await self._store.call(self._store.flush)
             self._publish(stored, live)
+
+    def _gap_markers(self) -> list[LogLine]:
+        """One line per step whose live lines were dropped, saying how many."""
+        markers = []
+        for (execution_id, step_id, host), (first, count) in self._dropped.items():
+            markers.append(
+                LogLine(
+                    execution_id=execution_id,
+                    step_id=step_id,
+                    host=host,
+                    stream="info",
+                    seq=-first,  # unique, and never a real line's number
+                    at=datetime.now(UTC),
+                    text=f"… {count:,} lines not shown live (the step's output "
+                    "file keeps them all)",
+                )
+            )
+        self._dropped.clear()
+        return markers
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():

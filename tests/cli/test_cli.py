@@ -224,3 +224,30 @@ def test_a_killed_run_is_interrupted_and_resumable(cli: Cli) -> None:
         "passed",
         "passed",
     ]
+
+
+def test_run_prints_every_line_once_even_past_the_stored_tail(cli: Cli) -> None:
+    cli.write(
+        "many.yaml",
+        "name: many\nsteps:\n"
+        "  - {id: s, action: shell, with: {command: 'seq 1 60000'}}\n",
+    )
+    cli("import", str(cli.tmp_path / "many.yaml"))
+    result = cli("run", "many")
+    assert result.returncode == 0, result.stderr
+    numbers = [
+        line.rsplit(" ", 1)[1]
+        for line in result.stdout.splitlines()
+        if line.startswith("[1] s | ")
+    ]
+    assert numbers == [str(n) for n in range(1, 60001)]
+    assert "output truncated" in result.stdout
+
+
+def test_ticket_text_cannot_drive_the_terminal(cli: Cli) -> None:
+    title = "osc52 \x1b]52;c;ZWNobyBoaQ==\x07 \x1b]8;;http://evil\x1b\\link\x1b[2J end"
+    created = cli("ticket", "new", "--title", title, "--field", "k=\x1b[31mred")
+    ticket_id = created.stdout.strip()
+    for out in (cli("ticket", "list").stdout, cli("ticket", "show", ticket_id).stdout):
+        assert "\x1b" not in out and "\x07" not in out
+        assert "osc52" in out and "end" in out
