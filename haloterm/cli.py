@@ -70,12 +70,34 @@ def run_async(ctx: Ctx, body: Callable[[Any], Awaitable[T]]) -> T:
 
     async def main() -> T:
         await svc.start()
+        stop_on_signals(svc)
         try:
             return await body(svc)
         finally:
             await svc.stop()
 
     return asyncio.run(main())
+
+
+def stop_on_signals(svc: Any) -> None:
+    """Ctrl-C or SIGTERM cancel this process's runs (their processes are stopped and
+    the outcome recorded) instead of leaving them ``running`` with orphans behind.
+    A second signal of the same kind stops at once."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        loop.remove_signal_handler(signum)
+        click.echo(f"haloterm: {name}: cancelling this process's runs", err=True)
+        for execution_id in svc.engine.active:
+            loop.create_task(
+                svc.engine.cancel(execution_id, actor=svc.operator, reason=name)
+            )
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
 
 
 RESET = "\x1b[0m"

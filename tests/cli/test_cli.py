@@ -251,3 +251,38 @@ def test_ticket_text_cannot_drive_the_terminal(cli: Cli) -> None:
     for out in (cli("ticket", "list").stdout, cli("ticket", "show", ticket_id).stdout):
         assert "\x1b" not in out and "\x07" not in out
         assert "osc52" in out and "end" in out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_cancels_the_run_and_stops_its_processes(
+    cli: Cli, signum: int
+) -> None:
+    pidfile = cli.tmp_path / "pid"
+    cli.write(
+        "sleepy.yaml",
+        "name: sleepy\nsteps:\n  - id: nap\n    action: shell\n"
+        f"    with: {{command: 'echo $$ > {pidfile}; exec sleep 60',"
+        " kill_grace: 1s}\n",
+    )
+    cli("import", str(cli.tmp_path / "sleepy.yaml"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "haloterm", "run", "sleepy"],
+        env={**cli.env, "HALOTERM_OPERATOR": "alice"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "nap running" in line:
+            break
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=20) == 1
+    proc.stdout.close()
+    assert "cancelled" in rest
+    step_pid = int(pidfile.read_text())
+    assert not Path(f"/proc/{step_pid}").exists()
+    executions = json.loads(cli("executions", "--json").stdout)
+    assert executions[0]["status"] == "cancelled"
