@@ -124,7 +124,26 @@ def emit_json(value: Any) -> None:
 # ----------------------------------------------------------------------- the group
 
 
-@click.group(invoke_without_command=True)
+class HalotermGroup(click.Group):
+    """Turns the errors bad input can cause anywhere into one line and exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from haloterm.storage import NotFoundError
+
+        try:
+            return super().invoke(ctx)
+        except NotFoundError as exc:
+            click.echo(f"haloterm: {exc}", err=True)
+            sys.exit(EXIT_INPUT)
+        except UnicodeEncodeError:
+            click.echo("haloterm: an argument is not valid UTF-8 text", err=True)
+            sys.exit(EXIT_INPUT)
+        except OverflowError:
+            click.echo("haloterm: a number is too large", err=True)
+            sys.exit(EXIT_INPUT)
+
+
+@click.group(cls=HalotermGroup, invoke_without_command=True)
 @click.option(
     "--db",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -286,3 +286,24 @@ def test_a_signal_cancels_the_run_and_stops_its_processes(
     assert not Path(f"/proc/{step_pid}").exists()
     executions = json.loads(cli("executions", "--json").stdout)
     assert executions[0]["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "99999999999999999999"],
+        ["run", "disk-memory-report", "--ticket", "99999999999999999999"],
+        ["ticket", "new", "--title", "bad \udcff byte"],
+        ["ticket", "show", "424242"],
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli: Cli, args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "haloterm", *args],
+        capture_output=True,
+        env={**cli.env, "HALOTERM_OPERATOR": "alice"},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"Traceback" not in result.stderr
+    assert result.stderr.startswith(b"haloterm: ")
