@@ -156,10 +156,13 @@ class Document:
     def _count(self, nodes: int, mark: Mark) -> None:
         self._nodes += nodes
         if self._nodes > MAX_NODES:
+            why = (
+                "through its aliases (an alias bomb?)"
+                if self._aliased
+                else "(split the runbook into child runbooks)"
+            )
             raise self.stop(
-                mark,
-                f"the document expands to more than {MAX_NODES} values through "
-                "its aliases (an alias bomb?)",
+                mark, f"the document holds more than {MAX_NODES} values {why}"
             )
 
     def _scalar(self, event: Any, mark: Mark) -> None:
@@ -195,7 +198,11 @@ class Document:
         self.problem(mark, self._loc(), f"unsupported tag `{shown}` on {text!r}")
         return text, _Slot(mark)
 
+    _aliased = False
+    """Whether the document used an alias, for the size error's wording."""
+
     def _alias(self, anchor: str, mark: Mark) -> None:
+        self._aliased = True
         if anchor in self._open:
             raise self.stop(mark, f"alias `*{anchor}` refers to itself")
         if anchor not in self._anchors:
