@@ -186,12 +186,17 @@ def open_console(ctx: Ctx) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def validate(paths: tuple[Path, ...]) -> None:
-    """Check runbook files without storing them; print every problem found."""
-    from haloterm.loader import LoadError, load_runbook_file
+    """Check runbook files without storing them; print every problem found.
+
+    Child-runbook cycles are checked across the files given together.
+    """
+    from haloterm.loader import LoadError, find_cycle, load_runbook_file
+    from haloterm.models import Runbook
     from haloterm.plugins.registry import default_registry
 
     registry = default_registry()
     bad = 0
+    loaded: dict[str, tuple[Path, Runbook]] = {}
     for path in _expand(paths):
         try:
             runbook, _ = load_runbook_file(path, registry=registry)
@@ -201,6 +206,18 @@ def validate(paths: tuple[Path, ...]) -> None:
         except OSError as exc:
             bad += 1
             click.echo(f"{path}: {exc.strerror or exc}", err=True)
+        else:
+            loaded[runbook.name] = (path, runbook)
+
+    def lookup(name: str) -> Runbook | None:
+        found = loaded.get(name)
+        return found[1] if found else None
+
+    for path, runbook in loaded.values():
+        cycle = find_cycle(runbook, lookup, registry)
+        if cycle:
+            bad += 1
+            click.echo(f"{path}: steps: cycle: {' → '.join(cycle)}", err=True)
         else:
             click.echo(f"{path}: ok ({runbook.name}, {len(runbook.steps)} steps)")
     if bad:

@@ -307,3 +307,15 @@ def test_bad_input_is_one_line_and_exit_2(cli: Cli, args: list[str]) -> None:
     assert result.returncode == 2
     assert b"Traceback" not in result.stderr
     assert result.stderr.startswith(b"haloterm: ")
+
+
+def test_validate_finds_a_cycle_across_the_files_given(cli: Cli) -> None:
+    a = cli.write(
+        "a.yaml", "name: a\nsteps:\n  - {id: b, action: runbook, with: {runbook: b}}\n"
+    )
+    b = cli.write(
+        "b.yaml", "name: b\nsteps:\n  - {id: a, action: runbook, with: {runbook: a}}\n"
+    )
+    result = cli("validate", str(a), str(b))
+    assert result.returncode == 2
+    assert "cycle: a → b → a" in result.stderr
