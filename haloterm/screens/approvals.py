@@ -14,11 +14,12 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
 
 from haloterm.engine.events import ApprovalChanged, Event
 from haloterm.screens.dialogs import CommentScreen
 from haloterm.storage import Approval, ApprovalRefused
+from haloterm.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -115,7 +116,7 @@ class ApprovalsScreen(Screen[None]):
             yield Label("Waiting approvals", id="approvals-title")
             yield DataTable(id="approvals", cursor_type="row", zebra_stripes=True)
             yield Static("", id="approval-detail", markup=False)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -218,14 +219,22 @@ class ApprovalsScreen(Screen[None]):
         detail.update(self._detail(item))
 
     def _detail(self, item: Waiting) -> Text:
+        # Who may decide and by when come first: on a short terminal the message
+        # and what runs next may be cut, never the decision.
         approval = item.approval
-        roles = self.app.services.settings.roles_of(self.app.operator)
-        allowed, why_not = may_decide(approval, self.app.operator, roles)
         text = Text()
         runbook = item.execution.runbook if item.execution else "?"
         text.append(
             f"{runbook} #{approval.execution_id} · {approval.step_id}\n", "bold"
         )
+        text.append_text(self._decision_line(approval))
+        if approval.deadline is not None:
+            text.append("\nDeadline: ", style="bold")
+            text.append(f"{approval.deadline:%Y-%m-%d %H:%M:%S}Z")
+            text.append(f", then {approval.on_timeout}")
+            if approval.escalated:
+                text.append(" (escalated)")
+        text.append("\n\n")
         text.append(approval.message or "(no message)")
         for entry in approval.summary.get("next", []):
             text.append("\nNext: ", style="bold")
@@ -235,32 +244,28 @@ class ApprovalsScreen(Screen[None]):
         if params:
             text.append("\nParams: ", style="bold")
             text.append(json.dumps(params, ensure_ascii=False))
-        text.append("\n\nApprovers: ", style="bold")
+        text.append("\nApprovers: ", style="bold")
         text.append(", ".join(approval.approvers))
         needed = approval.min_approvals - len(approval.decisions)
         if approval.min_approvals > 1:
             text.append(f"  ({needed} more of {approval.min_approvals} needed)")
         text.append("\nAsked by: ", style="bold")
         text.append(approval.requested_by)
-        if approval.deadline is not None:
-            text.append("\nDeadline: ", style="bold")
-            text.append(f"{approval.deadline:%Y-%m-%d %H:%M:%S}Z")
-            text.append(f", then {approval.on_timeout}")
-            if approval.escalated:
-                text.append(" (escalated)")
-        text.append("\n")
+        return text
+
+    def _decision_line(self, approval: Approval) -> Text:
         if timed_out(approval, self.app.clock()):
             assert approval.deadline is not None
-            text.append(
+            return Text(
                 f"Timed out at {approval.deadline:%Y-%m-%d %H:%M:%S}Z: too late to "
                 "decide; the run takes its timeout path.",
                 style="bold",
             )
-        elif allowed:
-            text.append("You may decide: y approve, n reject.", style="bold")
-        else:
-            text.append(f"You may not decide: {why_not}.", style="italic")
-        return text
+        roles = self.app.services.settings.roles_of(self.app.operator)
+        allowed, why_not = may_decide(approval, self.app.operator, roles)
+        if allowed:
+            return Text("You may decide: y approve, n reject.", style="bold")
+        return Text(f"You may not decide: {why_not}.", style="italic")
 
     # ------------------------------------------------------------------ live
 

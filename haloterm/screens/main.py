@@ -10,13 +10,14 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label
+from textual.widgets import DataTable, Header, Label
 
 from haloterm.engine.events import Event, ExecutionChanged, TicketChanged
 from haloterm.storage import TicketQuery, parse_ticket_filter
 from haloterm.widgets.filter_bar import FilterBar
+from haloterm.widgets.footer import KeyFooter
 from haloterm.widgets.runbook_list import RunbookList
-from haloterm.widgets.ticket_table import PAGE_SIZE, TicketTable
+from haloterm.widgets.ticket_table import PAGE_SIZE, SORT_COLUMNS, TicketTable
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -42,13 +43,23 @@ class MainScreen(Screen[None]):
     SCREEN_TITLE = "Tickets and runbooks"
     HELP = (
         "Enter opens the ticket or runbook under the cursor. End and Home jump to the "
-        "last and first ticket; the list is read from the store a page at a time."
+        "last and first ticket; the list is read from the store a page at a time. "
+        "1 sorts by priority, 2 by age, 3 by last update, 4 by number (again: "
+        "reversed); a click on the Pri or Age header does the same."
     )
     BINDINGS = [
         Binding("p", "newest_p1", "Newest P1", id="newest-p1", tooltip="Open it"),
         Binding("slash", "filter", "Filter", id="filter", tooltip="priority:P1 text"),
         Binding("s", "cycle_sort", "Sort", id="sort", tooltip="Next sort column"),
         Binding("S", "reverse_sort", "Reverse", id="reverse-sort", show=False),
+        Binding(
+            "1", "sort_by('priority')", "By priority", id="sort-priority", show=False
+        ),
+        Binding("2", "sort_by('created_at')", "By age", id="sort-age", show=False),
+        Binding(
+            "3", "sort_by('updated_at')", "By update", id="sort-update", show=False
+        ),
+        Binding("4", "sort_by('id')", "By number", id="sort-number", show=False),
         Binding("r", "run_runbook", "Run", id="start-run", tooltip="Run the runbook"),
     ]
 
@@ -76,7 +87,7 @@ class MainScreen(Screen[None]):
         with Vertical(id="runbooks-pane"):
             yield Label("Runbooks  (Enter view, r run)", id="runbooks-title")
             yield RunbookList(store, id="runbooks")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one(TicketTable).focus()
@@ -167,8 +178,10 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "run_runbook":
             return self.focused is self.runbooks or None
-        if action in ("cycle_sort", "reverse_sort", "newest_p1"):
-            return not isinstance(self.focused, FilterBar)
+        if action in ("cycle_sort", "reverse_sort", "sort_by", "newest_p1"):
+            # Shown but off while typing a filter: the footer keeps its keys, so
+            # focus moving in and out of the bar only dims them (no rebuild).
+            return not isinstance(self.focused, FilterBar) or None
         return True
 
     def on_descendant_focus(self) -> None:
@@ -218,6 +231,23 @@ class MainScreen(Screen[None]):
         self.tickets.ticket_query = current.model_copy(
             update={"sort": sort, "descending": True}
         )
+
+    def action_sort_by(self, sort: str) -> None:
+        """Sort by one column; the same key again reverses the order."""
+        current = self.tickets.ticket_query
+        if sort not in SORTS:
+            return
+        descending = not current.descending if current.sort == sort else True
+        self.tickets.ticket_query = current.model_copy(
+            update={"sort": sort, "descending": descending}
+        )
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """A click on the Pri or Age header sorts by it (again: reversed)."""
+        sort = SORT_COLUMNS.get(str(event.column_key.value))
+        if event.data_table is self.tickets and sort is not None:
+            event.stop()
+            self.action_sort_by(sort)
 
     def action_reverse_sort(self) -> None:
         """Reverse the ticket order."""

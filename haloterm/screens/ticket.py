@@ -12,13 +12,14 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
 
 from haloterm.automation.match import RunbookMatch, matching_runbooks, trigger_params
 from haloterm.engine.events import Event, ExecutionChanged, TicketChanged
 from haloterm.engine.templates import TemplateError
 from haloterm.models import PRIORITIES, Execution, Ticket, TicketStatus
 from haloterm.screens.dialogs import ChoiceScreen, CommentScreen
+from haloterm.widgets.footer import KeyFooter
 from haloterm.widgets.status import status_text
 from haloterm.widgets.ticket_table import age
 
@@ -29,6 +30,50 @@ if TYPE_CHECKING:
     from haloterm.storage import TicketEvent
 
 logger = logging.getLogger(__name__)
+
+LABEL_WIDTH = 16
+"""Field names longer than this are cut with an ellipsis; values wrap beside them."""
+
+
+class Hanging(Static):
+    """Rows of a head and a text; a long text wraps under its own start, not under
+    the head (an unbroken one, a URL, folds). The text is plain, never markup."""
+
+    def __init__(self, *, id: str, empty: str = "") -> None:
+        super().__init__("", id=id, markup=False)
+        self.empty = empty
+        self._rows: list[tuple[Text, Text]] = []
+
+    @property
+    def rows(self) -> list[tuple[Text, Text]]:
+        return self._rows
+
+    @rows.setter
+    def rows(self, rows: list[tuple[Text, Text]]) -> None:
+        self._rows = rows
+        self.refresh(layout=True)
+
+    def on_resize(self) -> None:
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        if not self._rows:
+            return Text(self.empty, style="dim")
+        head_width = max(head.cell_len for head, _ in self._rows) + 1
+        width = max(8, self.content_size.width - head_width)
+        text = Text()
+        for head, body in self._rows:
+            lines = body.wrap(self.app.console, width, overflow="fold")
+            for index, line in enumerate(lines):
+                if index:
+                    text.append(" " * head_width)
+                else:
+                    text.append_text(head)
+                    text.append(" " * (head_width - head.cell_len))
+                text.append_text(line)
+                text.append("\n")
+        text.rstrip()
+        return text
 
 
 @dataclass
@@ -82,16 +127,16 @@ class TicketScreen(Screen[None]):
         yield Static(f"Ticket #{self.ticket_id}", id="ticket-head", markup=False)
         with Horizontal(id="ticket-body"):
             with VerticalScroll(id="ticket-detail"):
-                yield Static("", id="ticket-fields", markup=False)
+                yield Hanging(id="ticket-fields")
                 yield Static("", id="ticket-description", markup=False)
                 yield Label("History", classes="section")
-                yield Static("", id="ticket-history", markup=False)
+                yield Hanging(id="ticket-history", empty="(none)")
             with Vertical(id="ticket-side"):
                 yield Label("Runbooks  (r run)", classes="section")
                 yield DataTable(id="suggested", cursor_type="row")
                 yield Label("Runs  (Enter open)", classes="section")
                 yield DataTable(id="runs", cursor_type="row")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#suggested", DataTable).add_columns("Runbook (★ fits)")
@@ -142,10 +187,10 @@ class TicketScreen(Screen[None]):
         ticket = view.ticket
         self.sub_title = f"#{ticket.id}"
         self.query_one("#ticket-head", Static).update(_head(ticket))
-        self.query_one("#ticket-fields", Static).update(_fields(ticket, self.app))
+        self.query_one("#ticket-fields", Hanging).rows = _fields(ticket, self.app)
         description = ticket.description or "(no description)"
         self.query_one("#ticket-description", Static).update(Text(description))
-        self.query_one("#ticket-history", Static).update(_history(view.history))
+        self.query_one("#ticket-history", Hanging).rows = _history(view.history)
         self._show_suggestions(view.suggestions)
         self._show_runs(view.runs)
 
@@ -292,7 +337,7 @@ def _head(ticket: Ticket) -> Text:
     return head
 
 
-def _fields(ticket: Ticket, app: HalotermApp) -> Text:
+def _fields(ticket: Ticket, app: HalotermApp) -> list[tuple[Text, Text]]:
     now = app.clock()
     rows: list[tuple[str, str]] = [
         ("Type", ticket.type),
@@ -309,24 +354,27 @@ def _fields(ticket: Ticket, app: HalotermApp) -> Text:
         ("Updated", f"{ticket.updated_at:%Y-%m-%d %H:%M}Z"),
     ]
     rows += [(str(key), str(value)) for key, value in ticket.fields.items()]
-    text = Text()
+    width = min(LABEL_WIDTH, max(len(label) for label, _ in rows) + 1)
+    labelled = []
     for label, value in rows:
-        text.append(f"{label:>10}: ", style="bold")
-        text.append(f"{value}\n")
-    return text
+        head = Text(f"{label}:", style="bold", no_wrap=True, overflow="ellipsis")
+        head.truncate(width, overflow="ellipsis")
+        head.align("right", width)
+        labelled.append((head, Text(value)))
+    return labelled
 
 
-def _history(events: list[TicketEvent]) -> Text:
-    text = Text()
+def _history(events: list[TicketEvent]) -> list[tuple[Text, Text]]:
+    rows = []
     for event in events:
-        text.append(f"{event.at:%m-%d %H:%M} ", style="dim")
-        text.append(f"{event.actor} ", style="bold")
-        text.append(event.kind.replace("_", " "))
+        line = Text()
+        line.append(f"{event.actor} ", style="bold")
+        line.append(event.kind.replace("_", " "))
         detail = _event_detail(event)
         if detail:
-            text.append(f": {detail}")
-        text.append("\n")
-    return text or Text("(none)", style="dim")
+            line.append(f": {detail}")
+        rows.append((Text(f"{event.at:%m-%d %H:%M}", style="dim"), line))
+    return rows
 
 
 def _event_detail(event: TicketEvent) -> str:

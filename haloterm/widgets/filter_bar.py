@@ -14,7 +14,10 @@ class FilterBar(Input):
     FilterBar { display: none; border: tall $accent; }
     FilterBar.-open { display: block; }
     """
-    BINDINGS = [Binding("escape", "clear_filter", "Clear", id="clear-filter")]
+    BINDINGS = [
+        Binding("escape", "clear_filter", "Clear", id="clear-filter", show=False)
+    ]
+    """Esc clears (said in the placeholder, so the footer keeps the screen's keys)."""
 
     class Applied(Message):
         """Enter was pressed: apply this filter text."""
@@ -28,7 +31,7 @@ class FilterBar(Input):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(
-            placeholder="disk full priority:P1,P2 status:open type:incident",
+            placeholder="disk full priority:P1,P2 status:open (Enter apply, Esc clear)",
             id=id,
         )
         # Hidden, it must not take focus (nor the keys typed at start-up).

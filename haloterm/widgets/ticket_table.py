@@ -40,6 +40,8 @@ _COLUMNS = (
     ("age", "Age", 5),
     ("runs", "Runs", 13),
 )
+SORT_COLUMNS = {"priority": "priority", "age": "created_at"}
+"""Columns whose header sorts the list, and the sort each one stands for."""
 _FIXED = sum(width for _, _, width in _COLUMNS) + 2 * len(_COLUMNS) + 2
 
 
@@ -148,10 +150,24 @@ class TicketTable(DataTable[Any]):
     def on_mount(self) -> None:
         for key, label, width in _COLUMNS:
             self.add_column(label, width=width or title_width(self.size.width), key=key)
+        self._mark_sorted_column()
         self.load("first")
 
     def watch_ticket_query(self) -> None:
         self.load("first")
+
+    def _mark_sorted_column(self) -> None:
+        # The column the list is sorted by carries the direction in its header.
+        # Marked with the page that shows the new order, so the table repaints once.
+        query = self.ticket_query
+        arrow = " ▼" if query.descending else " ▲"
+        for key, label, _ in _COLUMNS:
+            column = self.columns.get(ColumnKey(key))
+            if column is not None:
+                sorted_here = SORT_COLUMNS.get(key) == query.sort
+                column.label = Text(label + (arrow if sorted_here else ""))
+        self._clear_caches()
+        self.refresh()
 
     # ------------------------------------------------------------------ loading
 
@@ -260,6 +276,8 @@ class TicketTable(DataTable[Any]):
         if page.query != self.ticket_query:
             return
         current, self.page = self.page, page
+        if current is None or current.query != page.query:
+            self._mark_sorted_column()
         same_rows = current is not None and [t.id for t in current.rows] == [
             t.id for t in page.rows
         ]

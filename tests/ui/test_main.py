@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from textual.coordinate import Coordinate
 from textual.widgets import Label
+from textual.widgets.data_table import ColumnKey
 
 from haloterm.app import create_app
 from haloterm.screens.main import MainScreen
@@ -200,3 +202,46 @@ async def test_enter_opens_ticket_and_p_jumps_to_newest_p1(services: Services) -
         await pilot.press("escape")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TicketScreen))
+
+
+async def test_number_keys_sort_by_one_column_and_reverse(services: Services) -> None:
+    app = create_app(services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: "by priority ▼" in _title(app))
+        assert table.page is not None and table.page.rows[0].priority == "P1"
+        assert str(table.columns[ColumnKey("priority")].label) == "Pri ▼"
+        await pilot.press("1")
+        await wait_for(pilot, lambda: "by priority ▲" in _title(app))
+        assert table.page is not None and table.page.rows[0].priority == "P4"
+        assert str(table.columns[ColumnKey("priority")].label) == "Pri ▲"
+        await pilot.press("4")
+        await wait_for(pilot, lambda: "by number ▼" in _title(app))
+        assert table.page is not None
+        ids = [t.id for t in table.page.rows]
+        assert ids == sorted(ids, reverse=True)
+        assert str(table.columns[ColumnKey("priority")].label) == "Pri"
+        # A click on the Age header sorts by age; digits typed in the filter stay text.
+        await pilot.click(TicketTable, offset=(37 + 40, 0))
+        await wait_for(pilot, lambda: "by created ▼" in _title(app))
+        await pilot.press("slash", "2")
+        assert app.screen.query_one(FilterBar).value == "2"
+        assert "by created ▼" in _title(app)
+
+
+@pytest.mark.parametrize(("size", "title"), [((120, 40), 60), ((80, 24), 20)])
+async def test_title_takes_the_free_width_from_the_first_paint(
+    services: Services, size: tuple[int, int], title: int
+) -> None:
+    """Issue "Console": the Title column was 11 cells wide until a later resize."""
+    app = create_app(services)
+    async with app.run_test(size=size) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_for(pilot, lambda: table.page is not None)
+        assert table.columns[ColumnKey("title")].width == title
+        await pilot.resize_terminal(100, 30)
+        await wait_for(pilot, lambda: table.size.width == 100)
+        assert table.columns[ColumnKey("title")].width == 40
+        assert table.row_count == 6
