@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from haloterm.storage import Store
 from tests.durability.helpers import ROOT, child_env, integrity
 
 STEPS = 4
-LINES = 20
+LINES = 12
 
 RUNBOOK = "name: kill-me\nsteps:\n" + "".join(
     f"  - id: s{k}\n    action: shell\n"
@@ -132,3 +133,51 @@ def _step_problem(store: Store, execution_id: int, current: str | None) -> str |
         if runs[step_id].status is not StepStatus.PENDING:
             return f"{step_id} after {current} is {runs[step_id].status.value}"
     return None
+
+
+def kill_inside_runs(
+    db: Path,
+    procs: list[subprocess.Popen[bytes]],
+    rng: random.Random,
+    upto: float,
+    timeout: float = 60.0,
+) -> None:
+    """SIGKILL each child a random instant after its run started running.
+
+    The child's run is found by the owner id it stamps on it (host:pid:...), so
+    a kill lands inside the run whatever the machine's load, not before start-up
+    ended.
+    """
+    kill_at: dict[int, float] = {}
+    deadline = time.monotonic() + timeout
+    conn = sqlite3.connect(str(db), timeout=10)
+    try:
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            running = _running_pids(conn)
+            now = time.monotonic()
+            for proc in procs:
+                if proc.poll() is not None:
+                    continue
+                if proc.pid not in kill_at and proc.pid in running:
+                    kill_at[proc.pid] = now + rng.uniform(0, upto)
+                if now >= kill_at.get(proc.pid, float("inf")):
+                    proc.send_signal(signal.SIGKILL)
+            time.sleep(0.02)
+    finally:
+        conn.close()
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+
+
+def _running_pids(conn: sqlite3.Connection) -> set[int]:
+    rows = conn.execute(
+        "SELECT owner_id FROM executions WHERE status = 'running'"
+    ).fetchall()
+    pids = set()
+    for (owner,) in rows:
+        parts = str(owner or "").split(":")
+        if len(parts) >= 3 and parts[-2].isdigit():
+            pids.add(int(parts[-2]))
+    return pids

@@ -16,7 +16,7 @@ from haloterm.services import Services
 from tests.durability.killing import (
     RUNBOOK,
     check,
-    kill_at_random,
+    kill_inside_runs,
     snapshot_lines,
     spawn,
 )
@@ -41,7 +41,7 @@ async def test_kill_nine_at_ten_random_points(tmp_path: Path) -> None:
 
     # Round one: runs killed somewhere between start-up and their last step.
     procs = [spawn(db, "run", "kill-me") for _ in range(CHILDREN)]
-    await asyncio.to_thread(kill_at_random, procs, rng, 1.0, 4.0)
+    await asyncio.to_thread(kill_inside_runs, db, procs, rng, 1.2)
     svc = _recover(db)
     try:
         first = check(svc.store, db, {})
@@ -54,7 +54,7 @@ async def test_kill_nine_at_ten_random_points(tmp_path: Path) -> None:
 
     # Round two: resumes killed again, at other points.
     procs = [spawn(db, "resume", str(i)) for i in ids]
-    await asyncio.to_thread(kill_at_random, procs, rng, 0.8, 3.0)
+    await asyncio.to_thread(kill_inside_runs, db, procs, rng, 0.4)
     svc = _recover(db)
     await svc.start()
     try:
