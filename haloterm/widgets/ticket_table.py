@@ -40,6 +40,8 @@ _COLUMNS = (
     ("age", "Age", 5),
     ("runs", "Runs", 13),
 )
+AGE_REFRESH = 30.0
+"""Seconds between redraws of the Age column (its coarsest unit shown is minutes)."""
 SORT_COLUMNS = {"priority": "priority", "age": "created_at"}
 """Columns whose header sorts the list, and the sort each one stands for."""
 _FIXED = sum(width for _, _, width in _COLUMNS) + 2 * len(_COLUMNS) + 2
@@ -152,6 +154,15 @@ class TicketTable(DataTable[Any]):
             self.add_column(label, width=width or title_width(self.size.width), key=key)
         self._mark_sorted_column()
         self.load("first")
+        self.set_interval(AGE_REFRESH, self._refresh_ages)
+
+    def _refresh_ages(self) -> None:
+        # Nothing else redraws an unchanged row, so ages would stand still.
+        if self.page is None:
+            return
+        now = self.clock()
+        for ticket in self.page.rows:
+            self.update_cell(str(ticket.id), "age", Text(age(ticket.created_at, now)))
 
     def watch_ticket_query(self) -> None:
         self.load("first")
@@ -287,6 +298,10 @@ class TicketTable(DataTable[Any]):
             for old, new in zip(current.rows, page.rows, strict=True):
                 if old != new or current.runs.get(old.id) != page.runs.get(new.id):
                     self._redraw(new)
+            if page.rows:
+                self.move_cursor(
+                    row=min(page.cursor_row, len(page.rows) - 1), animate=False
+                )
         else:
             self._fill(page)
         self.post_message(self.PageShown(self, page.start, len(page.rows), page.total))

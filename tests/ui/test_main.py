@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from textual.widgets import Label
 from textual.widgets.data_table import ColumnKey
 
 from haloterm.app import create_app
+from haloterm.engine.events import LogLine
 from haloterm.screens.main import MainScreen
 from haloterm.screens.ticket import TicketScreen
 from haloterm.services import Services
@@ -245,3 +247,44 @@ async def test_title_takes_the_free_width_from_the_first_paint(
         await wait_for(pilot, lambda: table.size.width == 100)
         assert table.columns[ColumnKey("title")].width == 40
         assert table.row_count == 6
+
+
+async def test_other_consoles_runs_redraw_their_row_and_keep_the_cursor(
+    services: Services, open_services: Callable[..., Services]
+) -> None:
+    """Runs from another process reach the Runs column through the data version; a
+    run's log lines alone redraw nothing."""
+    app = create_app(services)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        table.move_cursor(row=3)
+        page = table.page
+        assert page is not None
+        ticket = page.rows[2]
+        other = open_services("bob").store
+        run = other.create_execution(
+            runbook="disk-report",
+            version=1,
+            params={},
+            secret_params=[],
+            trigger="manual",
+            operator="bob",
+            ticket_id=ticket.id,
+            step_ids=["s"],
+        )
+        other.update_execution(run.id, status="failed")
+        await wait_for(
+            pilot,
+            lambda: "failed" in str(table.get_cell(str(ticket.id), "runs")),
+            what="run status on the row",
+        )
+        assert table.page is page and table.cursor_row == 3
+        seen = page.version
+        at = other.now()
+        other.append_logs(
+            [LogLine(run.id, "s", "", "stdout", seq, at, "x") for seq in range(20)]
+        )
+        other.flush()
+        await wait_for(pilot, lambda: page.version != seen, what="logs noticed")
+        assert table.page is page and table.cursor_row == 3
