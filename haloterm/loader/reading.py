@@ -178,6 +178,10 @@ class Document:
 
     def _resolve(self, event: Any, mark: Mark) -> tuple[Any, _Slot]:
         text = str(event.value)
+        if event.style == ">":
+            # ruamel's parser marks where a folded scalar was folded with BEL, for
+            # its own round-tripping; a file cannot hold a raw BEL, so drop them.
+            text = text.replace("\a", "")
         tag = (
             event.tag
             if isinstance(event.tag, str) or event.tag is None

@@ -239,3 +239,12 @@ def test_problem_renders_file_line_column_path() -> None:
         "f.yaml:15:5: steps[1].retries: dup"
     )
     assert str(Problem("f.yaml", 1, 1, "", "empty")) == "f.yaml:1:1: empty"
+
+
+def test_folded_scalars_fold_to_spaces() -> None:
+    """ruamel marks folds with BEL internally; none may reach a command."""
+    runbook = load_runbook_text(
+        "name: x\nsteps:\n  - id: a\n    action: shell\n    with:\n"
+        "      command: >-\n        echo one\n        two three\n"
+    )
+    assert runbook.steps[0].with_["command"] == "echo one two three"
