@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 """How often new ticket events are looked for (a cheap ``data_version`` check)."""
 TICK_SECONDS = 15.0
+RECOVER_SECONDS = 2.0
+"""How often the lease holder continues runs no process holds (decided or overdue
+approvals, interrupted idempotent steps)."""
 """How often schedules are checked even without a wake-up (catch-up, clock jumps)."""
 
 
@@ -75,6 +78,7 @@ class Automation:
         self._last_version: int | None = None
         self._last_renew = float("-inf")
         self._last_tick = float("-inf")
+        self._last_recover = float("-inf")
         self._paused = False
 
     @property
@@ -113,6 +117,23 @@ class Automation:
         if force or mono - self._last_tick >= TICK_SECONDS:
             self._last_tick = mono
             await self._tick(reload=True)
+        if force or mono - self._last_recover >= RECOVER_SECONDS:
+            self._last_recover = mono
+            await self._recover_runs()
+
+    async def _recover_runs(self) -> None:
+        """Continue runs that need a process and have none: the lease holder's job."""
+        for job in (
+            self.engine.adopt_decided_approvals,
+            self.engine.resume_idempotent_interrupted,
+        ):
+            try:
+                taken = await job()
+            except Exception:
+                logger.exception("could not continue ownerless runs (%s)", job.__name__)
+                continue
+            if taken:
+                logger.info("%s: executions %s", job.__name__, taken)
 
     async def start(self) -> None:
         """Run rounds in the background until :meth:`stop`."""
