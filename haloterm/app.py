@@ -87,6 +87,8 @@ class HalotermApp(App[None]):
     waiting_approvals: reactive[int] = reactive(0, init=False)
     """How many approvals wait for a decision, across every run and console."""
 
+    automation_note: reactive[str] = reactive("", init=False)
+    """Where automation runs, when another session holds its lease."""
     interrupted_runs: reactive[int] = reactive(0, init=False)
     """How many runs were interrupted (their process died) and wait for a resume."""
 
@@ -95,9 +97,12 @@ class HalotermApp(App[None]):
         services: Services,
         *,
         clock: Callable[[], datetime] | None = None,
+        automation: bool = False,
     ) -> None:
         super().__init__()
         self.services = services
+        self.automation = automation
+        """Whether this console competes for the automation lease."""
         self.clock: Callable[[], datetime] = clock or services.clock
         self._unsubscribe: Callable[[], None] | None = None
         self.hung_up = False
@@ -114,7 +119,7 @@ class HalotermApp(App[None]):
 
     async def on_mount(self) -> None:
         setup_logging(self.services.settings.log_level)
-        await self.services.start()
+        await self.services.start(automation=self.automation)
         self._unsubscribe = self.services.engine.bus.subscribe(self.on_bus_event)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop = asyncio.get_running_loop()
@@ -274,8 +279,15 @@ class HalotermApp(App[None]):
 
     @work(thread=True, exclusive=True, group="interrupted", exit_on_error=False)
     def count_interrupted_runs(self) -> None:
-        """Count runs whose process died, for the title line of every console."""
+        """Count runs whose process died, for the title line of every console, and
+        say where automation runs when another session holds its lease."""
         count = len(self.services.store.interrupted_executions(limit=1000))
+        note = ""
+        automation = self.services.automation
+        if self.automation and (automation is None or not automation.holding):
+            holder = self.services.store.lease_holder()
+            note = holder.describe() if holder else "automation: no session runs it"
+        self.call_from_thread(setattr, self, "automation_note", note)
         self.call_from_thread(setattr, self, "interrupted_runs", count)
 
     @work(thread=True, exclusive=True, group="approvals-count", exit_on_error=False)
@@ -289,6 +301,9 @@ class HalotermApp(App[None]):
     def watch_interrupted_runs(self, count: int) -> None:
         self._show_counts()
 
+    def watch_automation_note(self, note: str) -> None:
+        self._show_counts()
+
     def _show_counts(self) -> None:
         count = self.waiting_approvals
         title = self.operator
@@ -296,6 +311,8 @@ class HalotermApp(App[None]):
             title += f" · {count} approval{'s' if count != 1 else ''} waiting"
         if self.interrupted_runs:
             title += f" · {self.interrupted_runs} interrupted (h)"
+        if self.automation_note:
+            title += f" · {self.automation_note}"
         self.sub_title = title
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -413,7 +430,17 @@ def _detach_terminal() -> None:
 
 
 def create_app(
-    services: Services, *, clock: Callable[[], datetime] | None = None
+    services: Services,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    automation: bool = False,
 ) -> HalotermApp:
-    """Build the console around ready services; the CLI and the tests both use this."""
-    return HalotermApp(services, clock=clock)
+    """Build the console around ready services; the CLI and the tests both use this.
+
+    Args:
+        services: the opened services.
+        clock: the clock screens show times by (frozen in snapshot tests).
+        automation: compete for the automation lease (rules, schedules, ownerless
+            runs); the CLI's console does, most tests do not.
+    """
+    return HalotermApp(services, clock=clock, automation=automation)

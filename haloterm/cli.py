@@ -177,7 +177,7 @@ def open_console(ctx: Ctx) -> None:
         svc = Services.open(ctx.db, settings=settings)
     except (ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
-    create_app(svc).run()
+    create_app(svc, automation=True).run()
 
 
 # ------------------------------------------------------------------------ runbooks
