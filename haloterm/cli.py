@@ -549,10 +549,26 @@ def cancel(ctx: Ctx, execution_id: int, reason: str | None) -> None:
         except StartError as exc:
             click.echo(f"haloterm: {exc}", err=True)
             return EXIT_INPUT
-        click.echo(
-            f"execution {execution_id} cancelled" if done else "already finished"
-        )
-        return EXIT_OK if done else EXIT_FAILED
+        if not done:
+            click.echo(f"execution {execution_id} already finished")
+            return EXIT_FAILED
+        # A run owned by another process stops when its owner takes the request.
+        execution = await svc.store.call(svc.store.get_execution, execution_id)
+        for _ in range(300):
+            if execution is None or execution.status.finished:
+                break
+            await asyncio.sleep(0.1)
+            execution = await svc.store.call(svc.store.get_execution, execution_id)
+        status = execution.status.value if execution else "gone"
+        if execution is not None and not execution.status.finished:
+            click.echo(
+                f"execution {execution_id}: cancel requested; its owning process "
+                f"has not stopped it yet (status {status})",
+                err=True,
+            )
+            return EXIT_FAILED
+        click.echo(f"execution {execution_id} {status}")
+        return EXIT_OK
 
     sys.exit(run_async(ctx, body))
 

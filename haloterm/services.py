@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXAMPLES = Path(__file__).parent / "examples"
+CANCEL_POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 2.0
 OWNER_TTL = 10.0
 """An owner whose heartbeat is older than this is dead; its runs become interrupted."""
@@ -127,6 +128,7 @@ class Services:
             user=self.operator,
         )
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+        self._tasks.append(asyncio.create_task(self._take_cancels(), name="cancels"))
         if automation:
             from haloterm.automation.service import Automation
 
@@ -149,6 +151,17 @@ class Services:
         with contextlib.suppress(Exception):
             await self.store.call(self.store.remove_owner, self.owner_id)
         self.store.close()
+
+    async def _take_cancels(self) -> None:
+        """Cancels asked for from other consoles reach the runs owned here."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            if not self.engine.active:
+                continue
+            try:
+                await self.engine.take_cancels()
+            except Exception:
+                logger.exception("could not take cancel requests")
 
     async def _heartbeat(self) -> None:
         from haloterm.storage.housekeeping import checkpoint

@@ -278,7 +278,9 @@ class Engine:
         """Cancel an execution. Returns False when it had already finished.
 
         An execution this process runs is stopped at once (its step's processes are
-        stopped); one without a live owner is marked cancelled in the store.
+        stopped). One that another live process runs gets a cancel request in the
+        store, which its owner takes within a second (see :meth:`take_cancels`).
+        One without a live owner is marked cancelled in the store.
         """
         execution = await self.store.call(self.store.get_execution, execution_id)
         if execution is None:
@@ -294,18 +296,55 @@ class Engine:
             detail={"reason": reason} if reason else None,
         )
         run = self._runs.get(execution_id)
+        why = f"cancelled by {actor}" + (f": {reason}" if reason else "")
         if run is not None and run.task is not None and not run.task.done():
+            run.cancel_reason = why
+            run.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(run.task)
+            await self.store.call(
+                self.store.close_approvals, execution_id, actor=actor, reason=why
+            )
+            return True
+        owner = execution.owner_id
+        if owner and owner in await self.store.call(self.store.live_owner_ids):
+            await self.store.call(
+                self.store.request_cancel, execution_id, actor=actor, reason=reason
+            )
+            return True
+        await self.store.call(
+            self.store.close_approvals, execution_id, actor=actor, reason=why
+        )
+        await self._finish_orphan(execution, ExecutionStatus.CANCELLED, why)
+        return True
+
+    async def take_cancels(self) -> list[int]:
+        """Carry out cancels other processes asked for on runs this process owns.
+
+        Returns:
+            The ids of the executions cancelled.
+        """
+        requests = await self.store.call(self.store.take_cancel_requests, self.active)
+        for execution_id, actor, reason in requests:
+            run = self._runs.get(execution_id)
+            if run is None or run.task is None or run.task.done():
+                continue
             run.cancel_reason = f"cancelled by {actor}" + (
                 f": {reason}" if reason else ""
             )
             run.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(run.task)
-            return True
-        await self._finish_orphan(
-            execution, ExecutionStatus.CANCELLED, f"cancelled by {actor}"
-        )
-        return True
+        for execution_id, actor, _ in requests:
+            run = self._runs.get(execution_id)
+            if run is not None and run.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(run.task)
+            await self.store.call(
+                self.store.close_approvals,
+                execution_id,
+                actor=actor,
+                reason=f"cancelled by {actor}",
+            )
+        return [r[0] for r in requests]
 
     async def decide(
         self,

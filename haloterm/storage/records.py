@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from haloterm.models import Runbook, Ticket
 
 TicketSort = Literal["updated_at", "created_at", "priority", "id"]
-ApprovalStatus = Literal["waiting", "approved", "rejected", "timed_out"]
+ApprovalStatus = Literal["waiting", "approved", "rejected", "timed_out", "cancelled"]
 Decision = Literal["approved", "rejected", "timed_out"]
 
 

@@ -114,6 +114,83 @@ def owner_alive(owner: Row | Mapping[str, Any] | None, *, cutoff: str) -> bool:
 class RecoveryStore(StoreCore):
     """Claim and process-tracking methods of :class:`haloterm.storage.Store`."""
 
+    def request_cancel(
+        self, execution_id: int, *, actor: str, reason: str | None = None
+    ) -> None:
+        """Ask the process that owns a run to cancel it (it polls for requests)."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO cancel_requests"
+                " (execution_id, actor, reason, requested_at) VALUES (?, ?, ?, ?)",
+                (execution_id, actor, reason, self._now_text()),
+            )
+
+        self.write(insert)
+
+    def take_cancel_requests(
+        self, execution_ids: Collection[int]
+    ) -> list[tuple[int, str, str | None]]:
+        """Remove and return the cancel requests for these runs: (id, actor, reason).
+
+        Cheap to call often: it reads first and writes only when there is one.
+        """
+        ids = list(execution_ids)
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        found = self._rows(
+            f"SELECT execution_id FROM cancel_requests WHERE execution_id IN ({marks})",
+            ids,
+        )
+        if not found:
+            return []
+
+        def take(conn: sqlite3.Connection) -> list[tuple[int, str, str | None]]:
+            rows = conn.execute(
+                "SELECT execution_id, actor, reason FROM cancel_requests"
+                f" WHERE execution_id IN ({marks})",
+                ids,
+            ).fetchall()
+            conn.execute(
+                f"DELETE FROM cancel_requests WHERE execution_id IN ({marks})", ids
+            )
+            return [(int(r[0]), str(r[1]), r[2]) for r in rows]
+
+        return self.write(take)
+
+    def close_approvals(self, execution_id: int, *, actor: str, reason: str) -> int:
+        """Mark a run's waiting approvals ``cancelled`` (the run ended without them).
+
+        Returns:
+            How many were closed; each is audited.
+        """
+
+        def close(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT step_id FROM approvals WHERE execution_id = ?"
+                " AND status = 'waiting'",
+                (execution_id,),
+            ).fetchall()
+            for row in rows:
+                conn.execute(
+                    "UPDATE approvals SET status = 'cancelled', decided_by = ?,"
+                    " decided_at = ?, comment = ? WHERE execution_id = ?"
+                    " AND step_id = ? AND status = 'waiting'",
+                    (actor, self._now_text(), reason, execution_id, row[0]),
+                )
+                self._audit(
+                    conn,
+                    actor,
+                    "approval.cancelled",
+                    "execution",
+                    execution_id,
+                    {"step": row[0], "reason": reason},
+                )
+            return len(rows)
+
+        return self.write(close)
+
     def claim_execution(
         self,
         execution_id: int,

@@ -306,6 +306,16 @@ _AUTOMATION = [
 ]
 
 # Automation's own counters live in their own table, not in ``meta``.
+_CANCEL_REQUESTS = [
+    """CREATE TABLE cancel_requests (
+        execution_id INTEGER PRIMARY KEY REFERENCES executions(id),
+        actor TEXT NOT NULL,
+        reason TEXT,
+        requested_at TEXT NOT NULL
+    )""",
+]
+"""Cancels asked for from a process that does not own the run; its owner takes them."""
+
 _AUTOMATION_STATE = [
     """CREATE TABLE automation_state (
         key TEXT PRIMARY KEY,
@@ -323,6 +333,7 @@ MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
     ("0003_automation", _AUTOMATION),
     ("0004_operations", _OPERATIONS),
     ("0005_automation_state", _AUTOMATION_STATE),
+    ("0006_cancel_requests", _CANCEL_REQUESTS),
 )
 """Every migration, oldest first: (name, statements)."""
 

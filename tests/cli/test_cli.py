@@ -319,3 +319,51 @@ def test_validate_finds_a_cycle_across_the_files_given(cli: Cli) -> None:
     result = cli("validate", str(a), str(b))
     assert result.returncode == 2
     assert "cycle: a → b → a" in result.stderr
+
+
+def test_cancel_from_another_process_stops_the_run_and_closes_its_approval(
+    cli: Cli,
+) -> None:
+    cli.write(
+        "stop-me.yaml",
+        "name: stop-me\nsteps:\n"
+        "  - id: wait\n    action: shell\n"
+        "    with: {command: 'sleep 30', kill_grace: 1s}\n"
+        "  - id: never\n    action: shell\n    with: {command: 'echo never'}\n",
+    )
+    cli("import", str(cli.tmp_path / "stop-me.yaml"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "haloterm", "run", "stop-me"],
+        env={**cli.env, "HALOTERM_OPERATOR": "alice"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "wait running" in line:
+            break
+    cancelled = cli("cancel", "1", "--reason", "wrong host", user="bob")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "execution 1 cancelled" in cancelled.stdout
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=20) == 1
+    proc.stdout.close()
+    assert "never" not in rest.replace("never skipped", "")
+    shown = json.loads(cli("show", "1", "--json").stdout)
+    assert shown["status"] == "cancelled"
+    assert shown["reason"] == "cancelled by bob: wrong host"
+
+
+def test_cancelling_a_waiting_run_closes_its_approval(cli: Cli) -> None:
+    cli.write(
+        "gate2.yaml",
+        "name: gate2\nsteps:\n  - id: ok\n    action: approval\n"
+        "    with: {approvers: ['role:lead']}\n",
+    )
+    cli("import", str(cli.tmp_path / "gate2.yaml"))
+    started = json.loads(cli("run", "gate2", "--no-wait", "--json").stdout)
+    assert cli("cancel", str(started["id"])).returncode == 0
+    assert json.loads(cli("approvals", "--json").stdout) == []
+    late = cli("approve", str(started["id"]), "ok", user="bob")
+    assert late.returncode == 1
+    assert "already cancelled" in late.stderr
