@@ -134,6 +134,8 @@ class HalotermApp(App[None]):
         self.count_interrupted_runs()
         # Other processes' runs become interrupted without an event reaching us.
         self.set_interval(10.0, self.count_interrupted_runs)
+        # Approvals asked for or decided in other processes send no event here.
+        self.set_interval(2.0, self.count_waiting_approvals)
         self.replay_keys()
 
     async def on_unmount(self) -> None:

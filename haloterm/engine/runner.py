@@ -641,6 +641,8 @@ class Engine:
                 ExecutionStatus.FAILED,
                 run.masker.mask(f"internal error: {exc}"),
             )
+        if status is ExecutionStatus.SUCCEEDED:
+            reason = _handled_failures(run)
         await self._skip_unreached(run)
         await self._release(run)
         await self.logs.flush()
@@ -1157,6 +1159,19 @@ class StepsView(Mapping[str, dict[str, Any]]):
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+def _handled_failures(run: RunState) -> str | None:
+    """For a run that succeeded past failed steps, say which (a rollback that ran is
+    not the same as a restart that worked, mid-incident)."""
+    failed = [
+        step.id
+        for step in run.runbook.steps
+        if run.steps[step.id].status is StepStatus.FAILED
+    ]
+    if not failed:
+        return None
+    return "succeeded after handling failed steps: " + ", ".join(failed)
 
 
 def _short_error(exc: Exception) -> str:

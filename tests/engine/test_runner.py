@@ -165,6 +165,7 @@ async def test_continue_and_goto_handle_failures_without_failing_the_run(
     execution_id = await run_to_end(svc, "branches")
     execution = svc.store.get_execution(execution_id)
     assert execution is not None and execution.status is ExecutionStatus.SUCCEEDED
+    assert execution.reason == "succeeded after handling failed steps: soft, hard"
     assert statuses(svc, execution_id) == {
         "soft": "failed",
         "hard": "failed",
