@@ -27,6 +27,13 @@ CONFIRM_TAG = "prod"
 """Runbooks with this tag ask for their name typed out before they start."""
 
 
+class ParamSwitch(Switch, inherit_bindings=False):
+    """A yes/no param: space toggles it; Enter starts the run like everywhere in
+    the form (a plain Switch would toggle on Enter, silently)."""
+
+    BINDINGS = [Binding("space", "toggle_switch", "Toggle", show=False)]
+
+
 class RunForm(ModalScreen[int | None]):
     """Start a runbook: dismisses with the new run's id and opens its run screen."""
 
@@ -39,6 +46,7 @@ class RunForm(ModalScreen[int | None]):
     )
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="cancel-run"),
+        Binding("enter", "start_run", "Start", show=False, id="start-run-enter"),
         Binding(
             "ctrl+s", "start_run", "Start", id="start-run", tooltip="Start the run"
         ),
@@ -123,12 +131,11 @@ class RunForm(ModalScreen[int | None]):
         given = value if value is not None else param.default
         if param.type is ParamType.CHOICE:
             choices = [(choice, choice) for choice in param.choices or []]
-            select: Select[str] = Select(choices, id=field_id, allow_blank=True)
-            if given in (param.choices or []):
-                select.value = given
-            return select
+            if isinstance(given, str) and given in (param.choices or []):
+                return Select(choices, id=field_id, allow_blank=True, value=given)
+            return Select(choices, id=field_id, allow_blank=True)
         if param.type is ParamType.BOOLEAN:
-            return Switch(value=bool(given), id=field_id)
+            return ParamSwitch(value=bool(given), id=field_id)
         if param.type is ParamType.SECRET:
             return Input(password=True, id=field_id, placeholder="hidden; never stored")
         text = "" if given is None else str(given)

@@ -151,3 +151,36 @@ async def test_param_errors_from_the_engine_show_beside_fields(
         assert isinstance(app.screen, RunForm)
         await pilot.press("escape")
         assert not isinstance(app.screen, RunForm)
+
+
+SWITCH_RUNBOOK = """\
+name: switch-check
+params:
+  loud: {type: boolean, default: false}
+steps:
+  - id: show
+    action: shell
+    with: {command: "echo loud={{ params.loud }}"}
+"""
+
+
+async def test_space_toggles_a_switch_and_enter_starts_the_run(
+    services: Services, tmp_path: Path
+) -> None:
+    """Enter on a yes/no field used to flip it silently instead of starting."""
+    _import(services, tmp_path, SWITCH_RUNBOOK)
+    app = create_app(services)
+    async with app.run_test(size=(100, 40)) as pilot:
+        form = await _open_form(app, pilot, "switch-check")
+        switch = form.query_one("#param-0", Switch)
+        switch.focus()
+        await pilot.press("space")
+        assert switch.value is True
+        await pilot.press("enter")
+        await wait_for(
+            pilot,
+            lambda: bool(services.store.list_executions(runbook="switch-check")),
+            what="the run to start",
+        )
+        (execution,) = services.store.list_executions(runbook="switch-check")
+        assert execution.params == {"loud": True}
