@@ -80,6 +80,14 @@ class HalotermApp(App[None]):
         Binding(
             "h", "history", "History", id="history", tooltip="Past runs and the audit"
         ),
+        Binding(
+            "w",
+            "schedules",
+            "Schedules",
+            id="schedules",
+            tooltip="When runbooks fire next; pause or resume",
+            show=False,
+        ),
         Binding("q", "quit_console", "Quit", id="quit", tooltip="Leave the console"),
     ]
     """Keys that work on every screen."""
@@ -283,6 +291,8 @@ class HalotermApp(App[None]):
     def count_interrupted_runs(self) -> None:
         """Count runs whose process died, for the title line of every console, and
         say where automation runs when another session holds its lease."""
+        if self.hung_up:
+            return  # nothing is drawn; don't hold the loop up on the way out
         count = len(self.services.store.interrupted_executions(limit=1000))
         note = ""
         automation = self.services.automation
@@ -294,6 +304,8 @@ class HalotermApp(App[None]):
 
     @work(thread=True, exclusive=True, group="approvals-count", exit_on_error=False)
     def count_waiting_approvals(self) -> None:
+        if self.hung_up:
+            return
         count = len(self.services.store.pending_approvals())
         self.call_from_thread(setattr, self, "waiting_approvals", count)
 
@@ -378,6 +390,13 @@ class HalotermApp(App[None]):
         if not isinstance(self.screen, HistoryScreen):
             self.push_screen(HistoryScreen())
 
+    def action_schedules(self) -> None:
+        """Open the schedules and their next fire times."""
+        from haloterm.screens.schedules import SchedulesScreen
+
+        if not isinstance(self.screen, SchedulesScreen):
+            self.push_screen(SchedulesScreen())
+
     def action_quit_console(self) -> None:
         """Quit, asking first when runs started here are still going."""
         from haloterm.screens.dialogs import ConfirmScreen
@@ -407,6 +426,11 @@ class HalotermApp(App[None]):
             "Approvals", "Steps waiting for a decision", self.action_approvals
         )
         yield SystemCommand("History", "Past runs and the audit", self.action_history)
+        yield SystemCommand(
+            "Schedules",
+            "When runbooks fire next; pause or resume",
+            self.action_schedules,
+        )
         yield SystemCommand("Help", "Keys of the current screen", self.action_help)
         yield SystemCommand(
             "Quit haloterm", "Leave the console", self.action_quit_console

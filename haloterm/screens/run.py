@@ -131,6 +131,8 @@ first; reject needs a comment.
         self.all_steps = False
         """The log shows every step's output instead of the selected step's."""
         self._loaded = False
+        self._execution_events = 0
+        """Changes of this run seen as events, so a slower read never wins."""
 
     # ------------------------------------------------------------------ wiring
 
@@ -163,6 +165,7 @@ first; reject needs a comment.
     def load_run(self) -> None:
         """Read the execution, its pinned runbook, step rows and child runs."""
         store = self.services.store
+        mark = self._execution_events
         execution = store.get_execution(self.execution_id)
         if execution is None:
             self.app.call_from_thread(
@@ -185,9 +188,13 @@ first; reject needs a comment.
                 approval = store.get_approval(self.execution_id, run.step_id)
                 if approval is not None:
                     snapshot.approvals[run.step_id] = approval
-        self.app.call_from_thread(self._show_snapshot, snapshot)
+        self.app.call_from_thread(self._show_snapshot, snapshot, mark)
 
-    def _show_snapshot(self, snapshot: RunSnapshot) -> None:
+    def _show_snapshot(self, snapshot: RunSnapshot, mark: int = -1) -> None:
+        if mark != self._execution_events:
+            # The run changed while this was read: the snapshot may be older than
+            # what an event already said, so read again rather than go back.
+            self.load_run()
         first = not self._loaded
         self._loaded = True
         self.execution = snapshot.execution
@@ -255,7 +262,10 @@ first; reject needs a comment.
             ):
                 self.load_run()
             return
-        if event.execution_id != self.execution_id or self.execution is None:
+        if event.execution_id != self.execution_id:
+            return
+        self._execution_events += 1
+        if self.execution is None:
             return
         self.execution = self.execution.model_copy(
             update={
