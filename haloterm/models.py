@@ -225,6 +225,23 @@ class Step(Strict):
         return self.name or self.id
 
 
+RunEvent = Literal["start", "success", "failure", "waiting"]
+"""Moments of a run that a runbook-level ``notify`` entry can announce."""
+
+
+class RunNotify(Strict):
+    """One runbook-level ``notify`` entry: a channel told of some run events."""
+
+    channel: StrictStr
+    """A channel name from config, ``email:<address>`` or ``console``."""
+    on: list[RunEvent] = Field(min_length=1)
+    """Which events: ``start``, ``success``, ``failure``, ``waiting``."""
+    message: StrictStr | None = None
+    """A template; a default text names the run and the event when absent."""
+    title: StrictStr | None = None
+    """A heading, and the email subject (a template)."""
+
+
 class Runbook(Strict):
     """A whole runbook file."""
 
@@ -237,6 +254,8 @@ class Runbook(Strict):
     steps: list[Step] = Field(min_length=1)
     single_instance: StrictBool = False
     """At most one execution of this runbook at a time, child runs included."""
+    notify: list[RunNotify] = Field(default_factory=list)
+    """Channels told when the run starts, succeeds, fails or waits for approval."""
 
     @property
     def display_title(self) -> str:

@@ -13,6 +13,7 @@ import contextlib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from haloterm.engine import run_notify
 from haloterm.engine.events import ApprovalChanged, Notice
 from haloterm.engine.runner import _mask_tree
 from haloterm.models import ExecutionStatus, StepStatus
@@ -74,6 +75,8 @@ async def wait_for_approval(
         await engine._update_step(run, step_id, status=StepStatus.WAITING)
         await engine._set_execution(run, status=ExecutionStatus.WAITING)
         engine.bus.publish(ApprovalChanged(run.execution_id, step_id, "waiting"))
+        if not resumed:
+            run_notify.announce(engine, run, "waiting", status="waiting", step=step_id)
         approval = await _await_decision(engine, run, step_id)
         run.waiting_on = None
         await engine._update_step(run, step_id, status=StepStatus.RUNNING)

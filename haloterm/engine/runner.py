@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
+from haloterm.engine import run_notify
 from haloterm.engine.context import EngineContext
 from haloterm.engine.events import (
     ApprovalChanged,
@@ -108,6 +109,8 @@ class RunState:
     detaching: bool = False
     """This process stops owning the run: a wait is left for others to continue,
     a running step is stopped and the run marked ``interrupted``."""
+    notify_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    """Runbook-level notifications in flight, awaited before the final status."""
 
 
 class Engine:
@@ -629,6 +632,7 @@ class Engine:
             await self._set_execution(
                 run, status=ExecutionStatus.RUNNING, started_at=self.clock()
             )
+            run_notify.announce(self, run, "start", status="running")
         try:
             status, reason = await self._walk(run, start_at)
         except asyncio.CancelledError:
@@ -643,8 +647,14 @@ class Engine:
             )
         if status is ExecutionStatus.SUCCEEDED:
             reason = _handled_failures(run)
+            run_notify.announce(self, run, "success", status=status.value)
+        else:
+            run_notify.announce(
+                self, run, "failure", status=status.value, reason=reason
+            )
         await self._skip_unreached(run)
         await self._release(run)
+        await run_notify.settle(run)
         await self.logs.flush()
         await self._set_execution(
             run, status=status, reason=reason, finished_at=self.clock()
@@ -655,6 +665,7 @@ class Engine:
 
     async def _detach(self, run: RunState) -> ExecutionStatus:
         await self._release(run)
+        await run_notify.settle(run)
         await self.logs.flush()
         if run.waiting_on is not None:
             status = ExecutionStatus.WAITING

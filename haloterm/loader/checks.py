@@ -63,6 +63,7 @@ class Checker:
             if isinstance(step, dict):
                 self._step(index, step, ids, declared)
         self._triggers(data.get("triggers"), ids, declared)
+        self._run_notify(data.get("notify"), ids, declared)
         self._ambiguous()
         return runbook
 
@@ -278,6 +279,23 @@ class Checker:
                 self._templates((*here, "params"), params, ids, declared)
             if isinstance(trigger.get("dedupe"), str):
                 self._template((*here, "dedupe"), trigger["dedupe"], ids, declared)
+
+    def _run_notify(self, entries: Any, ids: list[str], declared: list[str]) -> None:
+        """Runbook-level ``notify``: templates as in steps, channels as the action."""
+        if not isinstance(entries, list):
+            return
+        action = self.registry.get("notify") if "notify" in self.registry else None
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            here: Loc = ("notify", index)
+            for key in ("message", "title"):
+                if key in entry:
+                    self._templates((*here, key), entry[key], ids, declared)
+            channel = entry.get("channel")
+            if action is not None and isinstance(channel, str):
+                for path, message in _static_check(action, {"channel": channel}):
+                    self.add(here + split_path(path), message)
 
     # -------------------------------------------------------------- templates
 
