@@ -124,36 +124,32 @@ def schedules(click_ctx: click.Context, as_json: bool) -> None:
     """List schedules with their next fire times, and who runs them."""
     if click_ctx.invoked_subcommand is not None:
         return
-    from haloterm.automation.scheduler import schedule_specs
-    from haloterm.automation.schedules import local_text, next_fires
+    from haloterm.automation.overview import schedule_overview
 
     ctx = click_ctx.find_object(Ctx)
     assert ctx is not None
     with services(ctx) as svc:
-        specs, problems = schedule_specs(svc.store)
-        states = svc.store.schedule_states()
-        holder = svc.store.lease_holder()
-        now = svc.store.now()
-    rows = []
-    for spec in specs:
-        state = states.get(spec.id)
-        nxt = next_fires(spec.schedule, now, 1)
+        overview = schedule_overview(svc.store)
+    rows: list[dict[str, Any]] = []
+    for entry in overview.rows:
+        if entry.error is not None:
+            continue
+        nxt = entry.fires[0] if entry.fires else None
         rows.append(
             {
-                "id": spec.id,
-                "runbook": spec.runbook,
-                "cron": spec.schedule.cron,
-                "every": spec.schedule.every,
-                "timezone": spec.schedule.timezone,
-                "paused": bool(state and state.paused),
-                "next": nxt[0].at.isoformat() if nxt else None,
-                "next_local": local_text(nxt[0].at, spec.schedule.timezone)
-                if nxt
-                else None,
-                "note": nxt[0].note if nxt else None,
+                "id": entry.id,
+                "runbook": entry.runbook,
+                "cron": entry.cron,
+                "every": entry.every,
+                "timezone": entry.timezone,
+                "paused": entry.paused,
+                "next": nxt.at.isoformat() if nxt else None,
+                "next_local": entry.local(nxt) if nxt else None,
+                "note": nxt.note if nxt else None,
             }
         )
-    rows += [{"id": i, "error": problem} for i, problem in problems.items()]
+    rows += [{"id": r.id, "error": r.error} for r in overview.rows if r.error]
+    holder = overview.holder
     if as_json:
         emit_json(
             {
@@ -162,10 +158,7 @@ def schedules(click_ctx: click.Context, as_json: bool) -> None:
             }
         )
         return
-    if holder is not None and holder.alive:
-        click.echo(f"automation: pid {holder.pid} on {holder.hostname} ({holder.user})")
-    else:
-        click.echo("automation: no session holds the lease; schedules wait")
+    click.echo(overview.holder_line())
     for row in rows:
         if "error" in row:
             click.echo(f"{row['id']:<32} cannot run: {row['error']}")
@@ -203,12 +196,10 @@ def schedules_preview(cron: str, tz: str, start: str | None, count: int) -> None
 
 
 def _set_paused(ctx: Ctx, schedule_id: str, paused: bool) -> None:
-    from haloterm.automation.scheduler import schedule_specs
+    from haloterm.automation.overview import known_schedule
 
     with services(ctx) as svc:
-        specs, problems = schedule_specs(svc.store)
-        known = {spec.id for spec in specs} | set(problems)
-        if schedule_id not in known:
+        if not known_schedule(svc.store, schedule_id):
             click.echo(
                 f"haloterm: no schedule {schedule_id!r} (see `haloterm schedules`)",
                 err=True,
