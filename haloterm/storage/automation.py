@@ -4,7 +4,6 @@ schedule state and slots, and raw intake payloads."""
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import sqlite3
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from pydantic import BaseModel, Field
 from haloterm.storage.clock import from_text, parse_time, to_text
 from haloterm.storage.core import Row, StoreCore, dumps, loads
 from haloterm.storage.errors import StoreError
+from haloterm.storage.owners import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -590,19 +590,7 @@ def _alive(row: Row, now: datetime) -> bool:
     if row["expires_at"] < to_text(now):
         return False
     if row["hostname"] == socket.gethostname():
-        return _pid_alive(int(row["pid"]))
-    return True
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+        return pid_alive(int(row["pid"]))
     return True
 
 
