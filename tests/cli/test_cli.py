@@ -40,6 +40,21 @@ class Cli:
             timeout=timeout,
         )
 
+    def start_run(self, name: str, *, until: str) -> subprocess.Popen[str]:
+        """Start ``haloterm run NAME`` in the background; return once a line of its
+        output holds ``until`` (a step's status change, say)."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "haloterm", "run", name],
+            env={**self.env, "HALOTERM_OPERATOR": "alice"},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if until in line:
+                break
+        return proc
+
     def write(self, name: str, text: str) -> Path:
         path = self.tmp_path / name
         path.write_text(text, encoding="utf-8")
@@ -193,16 +208,8 @@ def test_a_killed_run_is_interrupted_and_resumable(cli: Cli) -> None:
         f"    with: {{command: 'test -e {marker} || sleep 30'}}\n",
     )
     cli("import", str(cli.tmp_path / "slow.yaml"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "haloterm", "run", "slow"],
-        env={**cli.env, "HALOTERM_OPERATOR": "alice"},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = cli.start_run("slow", until="wait running")
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if "wait running" in line:
-            break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
@@ -265,16 +272,8 @@ def test_a_signal_cancels_the_run_and_stops_its_processes(
         " kill_grace: 1s}\n",
     )
     cli("import", str(cli.tmp_path / "sleepy.yaml"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "haloterm", "run", "sleepy"],
-        env={**cli.env, "HALOTERM_OPERATOR": "alice"},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = cli.start_run("sleepy", until="nap running")
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if "nap running" in line:
-            break
     while not pidfile.exists() or not pidfile.read_text().strip():
         time.sleep(0.05)
     proc.send_signal(signum)
@@ -332,16 +331,8 @@ def test_cancel_from_another_process_stops_the_run_and_closes_its_approval(
         "  - id: never\n    action: shell\n    with: {command: 'echo never'}\n",
     )
     cli("import", str(cli.tmp_path / "stop-me.yaml"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "haloterm", "run", "stop-me"],
-        env={**cli.env, "HALOTERM_OPERATOR": "alice"},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = cli.start_run("stop-me", until="wait running")
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if "wait running" in line:
-            break
     cancelled = cli("cancel", "1", "--reason", "wrong host", user="bob")
     assert cancelled.returncode == 0, cancelled.stderr
     assert "execution 1 cancelled" in cancelled.stdout
