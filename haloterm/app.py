@@ -257,6 +257,10 @@ class HalotermApp(App[None]):
     def _exit_when_idle(self) -> None:
         if not self.services.engine.active:
             logger.info("no run left after the hangup; exiting")
+            # The driver's input thread may sit in a read of the quiet pipe (it
+            # saw the dead terminal readable just before the swap); closing the
+            # pipe's write end ends that read, so stopping the driver can join it.
+            _release_quiet_input()
             self.exit()
 
     # ------------------------------------------------------------------ events
@@ -453,6 +457,11 @@ def _detach_terminal() -> None:
     os.dup2(devnull, 2)
     os.close(read_end)
     os.close(devnull)
+
+
+def _release_quiet_input() -> None:
+    while _QUIET_INPUT:
+        os.close(_QUIET_INPUT.pop())
 
 
 def create_app(
