@@ -26,38 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from haloterm.config import Settings
 from haloterm.services import Services
-from tests.durability.helpers import integrity, spawn_script, wait_for
-from tests.durability.load import LoadReport, run_load, runbook_text
+from tests.durability.helpers import integrity
+from tests.durability.load import (
+    LoadReport,
+    run_load,
+    runbook_text,
+    start_load_child,
+)
 from tests.engine.conftest import make_settings
 
 RATE = 200
 LINES_CAP = 10**7
 PAUSE = 1 / RATE
-
-CHILD = """
-import asyncio, dataclasses, json
-from pathlib import Path
-from haloterm.config import Settings
-from haloterm.services import Services
-from tests.durability.load import run_load
-from tests.engine.conftest import make_settings
-
-async def main():
-    settings = make_settings(stored_tail_lines={lines} + 1000)
-    svc = Services.open(Path({db!r}), settings=settings, seed=False)
-    await svc.start()
-    Path({out!r} + ".ready").touch()
-    try:
-        report = await run_load(
-            svc, runs=4, lines={lines}, pause={pause}, my_ticket={mine},
-            their_ticket={theirs},
-        )
-    finally:
-        await svc.stop()
-    Path({out!r}).write_text(json.dumps(dataclasses.asdict(report)))
-
-asyncio.run(main())
-"""
 
 
 def _settings() -> Settings:
@@ -119,19 +99,15 @@ async def shared(db: Path, lines: int) -> tuple[float, LoadReport, dict[str, obj
     await a.start()
     await b.start()
     try:
-        child = spawn_script(
+        child = await start_load_child(
             db,
-            CHILD.format(
-                db=str(db),
-                lines=lines,
-                pause=PAUSE,
-                mine=theirs,
-                theirs=mine,
-                out=str(out),
-            ),
+            out,
+            lines=lines,
+            pause=PAUSE,
+            mine=theirs,
+            theirs=mine,
+            tail_lines=lines + 1000,
         )
-        ready = Path(str(out) + ".ready")
-        await asyncio.to_thread(wait_for, ready.exists, 60)
         started = time.perf_counter()
         report = await run_load(
             a, runs=4, lines=lines, pause=PAUSE, my_ticket=mine, their_ticket=theirs

@@ -12,9 +12,14 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from haloterm.models import ExecutionStatus
 from haloterm.services import Services
+
+if TYPE_CHECKING:
+    import subprocess
+    from pathlib import Path
 
 PRINTER = (
     "import sys, time; [(print('line', i, flush=True),"
@@ -96,3 +101,61 @@ async def run_load(
     statuses = await waits
     report.statuses = [ExecutionStatus(s).value for s in statuses]
     return report
+
+
+_CHILD = """
+import asyncio, dataclasses, json
+from pathlib import Path
+from haloterm.services import Services
+from tests.durability.load import run_load
+from tests.engine.conftest import make_settings
+
+async def main():
+    settings = make_settings(stored_tail_lines={tail_lines})
+    svc = Services.open(Path({db!r}), settings=settings, seed=False)
+    await svc.start()
+    Path({out!r} + ".ready").touch()
+    try:
+        report = await run_load(
+            svc, runs=4, lines={lines}, pause={pause}, my_ticket={mine},
+            their_ticket={theirs},
+        )
+    finally:
+        await svc.stop()
+    Path({out!r}).write_text(json.dumps(dataclasses.asdict(report)))
+
+asyncio.run(main())
+"""
+
+
+async def start_load_child(
+    db: Path,
+    out: Path,
+    *,
+    lines: int,
+    pause: float,
+    mine: int,
+    theirs: int,
+    tail_lines: int = 5000,
+) -> subprocess.Popen[bytes]:
+    """Start a second process running :func:`run_load` on ``db``; return once it is
+    ready. Its report is written to ``out`` as JSON when it ends."""
+    from pathlib import Path
+
+    from tests.durability.helpers import spawn_script, wait_for
+
+    child = spawn_script(
+        db,
+        _CHILD.format(
+            db=str(db),
+            out=str(out),
+            lines=lines,
+            pause=pause,
+            mine=mine,
+            theirs=theirs,
+            tail_lines=tail_lines,
+        ),
+    )
+    ready = Path(str(out) + ".ready")
+    await asyncio.to_thread(wait_for, ready.exists, 60)
+    return child

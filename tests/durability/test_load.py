@@ -16,34 +16,11 @@ from pathlib import Path
 import pytest
 
 from haloterm.services import Services
-from tests.durability.helpers import integrity, spawn_script, wait_for
-from tests.durability.load import run_load, runbook_text
+from tests.durability.helpers import integrity
+from tests.durability.load import run_load, runbook_text, start_load_child
 from tests.engine.conftest import make_settings
 
 LINES, PAUSE = 400, 0.005
-
-CHILD = """
-import asyncio, dataclasses, json
-from pathlib import Path
-from haloterm.services import Services
-from tests.durability.load import run_load
-from tests.engine.conftest import make_settings
-
-async def main():
-    svc = Services.open(Path({db!r}), settings=make_settings(), seed=False)
-    await svc.start()
-    Path({out!r} + ".ready").touch()
-    try:
-        report = await run_load(
-            svc, runs=4, lines={lines}, pause={pause}, my_ticket={mine},
-            their_ticket={theirs},
-        )
-    finally:
-        await svc.stop()
-    Path({out!r}).write_text(json.dumps(dataclasses.asdict(report)))
-
-asyncio.run(main())
-"""
 
 
 async def test_two_consoles_and_a_second_process_under_load(
@@ -62,19 +39,9 @@ async def test_two_consoles_and_a_second_process_under_load(
             a.store.create_ticket(title=t, type="task", priority="P3", actor="alice")
             for t in ("parent", "child")
         )
-        child = spawn_script(
-            db,
-            CHILD.format(
-                db=str(db),
-                lines=LINES,
-                pause=PAUSE,
-                mine=theirs,
-                theirs=mine,
-                out=str(out),
-            ),
+        child = await start_load_child(
+            db, out, lines=LINES, pause=PAUSE, mine=theirs, theirs=mine
         )
-        ready = Path(str(out) + ".ready")
-        await asyncio.to_thread(wait_for, ready.exists, 60)
         report = await run_load(
             a, runs=4, lines=LINES, pause=PAUSE, my_ticket=mine, their_ticket=theirs
         )
