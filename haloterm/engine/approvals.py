@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from haloterm.engine import run_notify
 from haloterm.engine.events import ApprovalChanged, Notice
-from haloterm.engine.runner import _mask_tree
+from haloterm.engine.masking import mask_tree
 from haloterm.models import ExecutionStatus, StepStatus
 from haloterm.plugins.base import ApprovalOutcome, ApprovalRequest
 from haloterm.storage import Approval, ApprovalRefused
@@ -111,7 +111,7 @@ async def _approval_summary(
         entry: dict[str, Any] = {
             "id": step.id,
             "action": step.action,
-            "with": _mask_tree(run.masker, inputs),
+            "with": mask_tree(inputs, run.masker.mask),
         }
         if step.when is not None:
             entry["when"] = run.masker.mask(step.when)
@@ -120,7 +120,7 @@ async def _approval_summary(
             break
     secret = run.runbook.secret_params
     params = {
-        k: ("******" if k in secret else _mask_tree(run.masker, v))
+        k: ("******" if k in secret else mask_tree(v, run.masker.mask))
         for k, v in sorted(run.params.items())
     }
     return {"next": shown, "params": params}

@@ -12,7 +12,8 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 MASK = "******"
@@ -182,3 +183,15 @@ class MaskingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self.masker.mask(record.stack_info)
         return True
+
+
+def mask_tree(value: Any, mask: Callable[[str], str]) -> Any:
+    """A copy of a JSON-like value (dicts, lists, strings) with every string, keys
+    included, passed through ``mask`` (:meth:`SecretMasker.mask` or a context's)."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, list | tuple):
+        return [mask_tree(item, mask) for item in value]
+    if isinstance(value, dict):
+        return {mask(str(k)): mask_tree(v, mask) for k, v in value.items()}
+    return value

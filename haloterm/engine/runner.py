@@ -32,7 +32,7 @@ from haloterm.engine.events import (
     TicketChanged,
 )
 from haloterm.engine.logpump import LogPump
-from haloterm.engine.masking import SecretMasker
+from haloterm.engine.masking import SecretMasker, mask_tree
 from haloterm.engine.output import StepOutput
 from haloterm.engine.templates import Renderer, SecretValue, TemplateError
 from haloterm.models import (
@@ -845,7 +845,7 @@ class Engine:
         return result
 
     async def _finish_step(self, run: RunState, step: Step, result: StepResult) -> None:
-        outputs = _mask_tree(run.masker, result.outputs)
+        outputs = mask_tree(result.outputs, run.masker.mask)
         record = run.steps[step.id]
         # A step's lines are stored and shown before the step is shown as finished.
         await self.logs.flush()
@@ -1193,15 +1193,3 @@ def _short_error(exc: Exception) -> str:
             parts.append(f"with.{where}: {err['msg']}" if where else err["msg"])
         return "; ".join(parts)
     return str(exc)
-
-
-def _mask_tree(masker: SecretMasker, value: Any) -> Any:
-    if not masker:
-        return value
-    if isinstance(value, str):
-        return masker.mask(value)
-    if isinstance(value, dict):
-        return {k: _mask_tree(masker, v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask_tree(masker, v) for v in value]
-    return value

@@ -24,7 +24,7 @@ import socket
 import ssl
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote, quote_plus
@@ -33,6 +33,7 @@ import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from haloterm import __version__
+from haloterm.engine.masking import mask_tree
 from haloterm.models import Duration
 from haloterm.plugins.base import (
     Action,
@@ -323,17 +324,6 @@ def _basic(user: str, password: str, redact: Redactor) -> str:
     redact.add(password)
     redact.add(token)
     return f"Basic {token}"
-
-
-def mask_tree(value: Any, redact: Callable[[str], str]) -> Any:
-    """A copy of a parsed JSON document with every string (keys too) masked."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list):
-        return [mask_tree(item, redact) for item in value]
-    if isinstance(value, dict):
-        return {redact(str(k)): mask_tree(v, redact) for k, v in value.items()}
-    return value
 
 
 @functools.lru_cache(maxsize=8)

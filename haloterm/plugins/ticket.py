@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field, StrictStr, model_validator
 
+from haloterm.engine.masking import mask_tree
 from haloterm.models import PRIORITIES, TicketStatus, TicketType
 from haloterm.plugins.base import Action, ActionContext, ActionInputs, StepResult
 
@@ -59,7 +60,7 @@ class TicketAction(Action):
     async def run(self, inputs: Any, ctx: ActionContext) -> StepResult:
         assert isinstance(inputs, TicketInputs)
         if inputs.create is not None:
-            values = _masked(ctx, inputs.create.model_dump())
+            values = mask_tree(inputs.create.model_dump(), ctx.mask)
             values["type"] = inputs.create.type.value
             ticket_id = await ctx.create_ticket(**values)
             ctx.info(f"opened ticket {ticket_id}")
@@ -69,21 +70,10 @@ class TicketAction(Action):
         ticket_id = await ctx.update_ticket(
             status=inputs.status.value if inputs.status else None,
             note=ctx.mask(inputs.note) if inputs.note else None,
-            fields=_masked(ctx, inputs.fields) if inputs.fields else None,
+            fields=mask_tree(inputs.fields, ctx.mask) if inputs.fields else None,
             priority=inputs.priority,
         )
         ctx.info(f"updated ticket {ticket_id}")
         return StepResult(
             passed=True, outputs={"ticket_id": ticket_id, "created": False}
         )
-
-
-def _masked(ctx: ActionContext, value: Any) -> Any:
-    """Ticket text outlives the run and is shown everywhere: mask every secret in it."""
-    if isinstance(value, str):
-        return ctx.mask(value)
-    if isinstance(value, dict):
-        return {k: _masked(ctx, v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(ctx, v) for v in value]
-    return value
