@@ -318,9 +318,10 @@ class RunPrinter:
     def __init__(self, execution_ids: set[int], *, quiet: bool = False) -> None:
         self.ids = execution_ids
         self.quiet = quiet
-        self.printed: dict[int, set[int]] = {}
-        """Line numbers already printed, per execution: a step's stored tail comes
-        again at its end, after being shown live."""
+        self.printed: dict[int, int] = {}
+        """The highest line number printed, per execution: a step's stored tail
+        comes again at its end, after being shown live. Lines arrive in number
+        order, so one number per run bounds memory however long the output."""
         self.tty = sys.stdout.isatty()
 
     def clean(self, text: str) -> str:
@@ -346,11 +347,11 @@ class RunPrinter:
             tail = f": {safe(event.reason)}" if event.reason else ""
             click.echo(f"[{event.execution_id}] {where} {event.status}{tail}")
         elif isinstance(event, LogBatch):
-            seen = self.printed.setdefault(event.execution_id, set())
+            last = self.printed.get(event.execution_id, 0)
             for line in event.lines:
-                if line.seq in seen:
-                    continue
-                seen.add(line.seq)
+                if line.stream != "info" and 0 <= line.seq <= last:
+                    continue  # haloterm's own lines (banners, gap markers) show
+                last = max(last, line.seq)
                 where = f"{line.step_id}@{line.host}" if line.host else line.step_id
                 mark = (
                     "!"
@@ -360,6 +361,7 @@ class RunPrinter:
                 click.echo(
                     f"[{line.execution_id}] {where} {mark} {self.clean(line.text)}"
                 )
+            self.printed[event.execution_id] = last
 
 
 def _read_secrets(
