@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from haloterm.config import state_dir
-from haloterm.engine.masking import MaskingFilter, SecretMasker
+from haloterm.masking import MaskingFilter, SecretMasker
 
 LOG_MASKER = SecretMasker()
 """Masks every secret haloterm has seen in this process, in every log record."""

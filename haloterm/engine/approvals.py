@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from haloterm.engine import run_notify
 from haloterm.engine.events import ApprovalChanged, Notice
-from haloterm.engine.masking import mask_tree
+from haloterm.masking import mask_tree
 from haloterm.models import ExecutionStatus, StepStatus
 from haloterm.plugins.base import ApprovalOutcome, ApprovalRequest
 from haloterm.storage import Approval, ApprovalRefused

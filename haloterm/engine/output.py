@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from haloterm.engine.events import LogLine
-from haloterm.engine.masking import SecretMasker
+from haloterm.masking import SecretMasker
 
 logger = logging.getLogger(__name__)
 

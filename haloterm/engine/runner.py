@@ -32,9 +32,9 @@ from haloterm.engine.events import (
     TicketChanged,
 )
 from haloterm.engine.logpump import LogPump
-from haloterm.engine.masking import SecretMasker, mask_tree
 from haloterm.engine.output import StepOutput
 from haloterm.engine.templates import Renderer, SecretValue, TemplateError
+from haloterm.masking import SecretMasker, mask_tree
 from haloterm.models import (
     Execution,
     ExecutionStatus,

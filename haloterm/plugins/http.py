@@ -33,7 +33,7 @@ import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from haloterm import __version__
-from haloterm.engine.masking import mask_tree
+from haloterm.masking import mask_tree
 from haloterm.models import Duration
 from haloterm.plugins.base import (
     Action,

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, StrictStr, model_validator
 
-from haloterm.engine.masking import mask_tree
+from haloterm.masking import mask_tree
 from haloterm.models import PRIORITIES, TicketStatus, TicketType
 from haloterm.plugins.base import Action, ActionContext, ActionInputs, StepResult
 

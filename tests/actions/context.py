@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from haloterm.engine.events import LogLine
-from haloterm.engine.masking import SecretMasker
 from haloterm.engine.output import OutputSummary, StepOutput
+from haloterm.masking import SecretMasker
 from haloterm.models import StepStatus
 from haloterm.plugins.base import (
     ActionContext,

@@ -19,8 +19,8 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from haloterm.engine.masking import MASK
 from haloterm.engine.output import sanitize_for_display
+from haloterm.masking import MASK
 from haloterm.plugins.base import ActionError, StepResult
 from haloterm.plugins.shell import ShellAction, ShellInputs
 from tests.actions.context import LocalContext

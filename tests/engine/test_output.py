@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from haloterm.engine.events import LogLine
-from haloterm.engine.masking import MASK, SecretMasker
 from haloterm.engine.output import StepOutput, sanitize_for_display, strip_ansi
+from haloterm.masking import MASK, SecretMasker
 
 SECRET = "S3cr3t!pw"
 

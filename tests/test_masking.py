@@ -11,7 +11,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from haloterm.engine.masking import MASK, MaskingFilter, SecretMasker, derived_forms
+from haloterm.masking import MASK, MaskingFilter, SecretMasker, derived_forms
 
 SECRET = "S3cr3t!pw"
 
