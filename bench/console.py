@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HALOTERM_OPERATOR", "bench")
 
 from textual import events
 from textual.message import Message
@@ -245,10 +244,14 @@ def main() -> None:
         textwrap.dedent(RUNBOOK.format(python=sys.executable, script=script, rate=rate))
     )
     rss_start = rss_mb()
-    empty = Services.open(base / "empty.db", settings=settings, seed=False)
+    empty = Services.open(
+        base / "empty.db", settings=settings, seed=False, operator="bench"
+    )
     fill(empty, 150, 0)
     empty.store.close()
-    big = Services.open(base / "big.db", settings=settings, seed=False)
+    big = Services.open(
+        base / "big.db", settings=settings, seed=False, operator="bench"
+    )
     big.import_runbook(runbook)
     start = time.perf_counter()
     fill(big, tickets, log_lines)
@@ -257,7 +260,9 @@ def main() -> None:
     rss_filled = rss_mb()
 
     def run(name: str, stream: Path | None) -> dict[str, float]:
-        services = Services.open(base / name, settings=settings, seed=False)
+        services = Services.open(
+            base / name, settings=settings, seed=False, operator="bench"
+        )
         return asyncio.run(measure(services, stream))
 
     results = {

@@ -8,8 +8,8 @@ unless ``HALOTERM_CONFIG`` names another.
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,9 @@ class ConfigError(ValueError):
 class Operator(BaseModel):
     model_config = ConfigDict(extra="forbid")
     roles: list[str] = Field(default_factory=list)
+    act_as: list[str] = Field(default_factory=list)
+    """Operators this account may act as by setting ``HALOTERM_OPERATOR`` (a shared
+    service account, a test harness); ``"*"`` means any. Empty for people."""
 
 
 class InventoryHost(BaseModel):
@@ -161,9 +164,37 @@ def db_path(settings: Settings, override: Path | None = None) -> Path:
     return settings.db or data_dir() / "haloterm.db"
 
 
-def current_operator() -> str:
-    """The OS user running haloterm (``HALOTERM_OPERATOR`` overrides it in tests)."""
-    return os.environ.get("HALOTERM_OPERATOR") or getpass.getuser()
+def os_user() -> str:
+    """The name of the account this process runs as, from the password database.
+
+    Not ``$USER`` or ``$LOGNAME``: anyone can set those.
+    """
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid{uid}"
+
+
+def current_operator(settings: Settings) -> str:
+    """Who is acting: the OS user, or the operator named by ``HALOTERM_OPERATOR`` when
+    the config lets the OS user act as that operator (``act_as``).
+
+    Raises:
+        ConfigError: ``HALOTERM_OPERATOR`` names someone the OS user may not act as.
+    """
+    user = os_user()
+    asked = os.environ.get("HALOTERM_OPERATOR", "").strip()
+    if not asked or asked == user:
+        return user
+    grant = settings.operators.get(user)
+    if grant and (asked in grant.act_as or "*" in grant.act_as):
+        return asked
+    where = settings.source or config_path()
+    raise ConfigError(
+        f"HALOTERM_OPERATOR={asked}: {user} may not act as another operator "
+        f"(an account that may needs operators.{user}.act_as in {where})"
+    )
 
 
 def load_secrets(settings: Settings) -> dict[str, str]:

@@ -79,6 +79,7 @@ class Services:
             haloterm.storage.StoreError: the store cannot be opened.
         """
         settings = settings or load_settings()
+        operator = operator or current_operator(settings)
         clock = clock or utc_now
         path = db_path(settings, db)
         store = Store.open(path, clock=clock)
@@ -107,7 +108,7 @@ class Services:
             store=store,
             registry=registry,
             engine=engine,
-            operator=operator or current_operator(),
+            operator=operator,
             clock=clock,
             owner_id=owner_id,
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.identity import HARNESS_TOML
 from tests.servers import (  # noqa: F401 - loopback server fixtures for every test
     http_server,
     http_server_b,
@@ -25,7 +26,8 @@ _CLEARED = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 @pytest.fixture(autouse=True)
 def private_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Point haloterm's dirs at tmp_path and clear proxies and HALOTERM_* variables."""
+    """Point haloterm's dirs at tmp_path, clear proxies and HALOTERM_* variables, and
+    act as alice (see :mod:`tests.identity`)."""
     for key in list(os.environ):
         if key.startswith("HALOTERM_") or key.lower() in _CLEARED:
             monkeypatch.delenv(key, raising=False)
@@ -36,5 +38,9 @@ def private_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    (home / "config" / "haloterm").mkdir()
+    (home / "config" / "haloterm" / "haloterm.toml").write_text(
+        HARNESS_TOML, encoding="utf-8"
+    )
     monkeypatch.setenv("HALOTERM_OPERATOR", "alice")
     yield

@@ -28,6 +28,7 @@ from haloterm.plugins.http import (
 )
 from haloterm.services import Services
 from tests.actions.context import LocalContext
+from tests.identity import with_harness
 from tests.servers import LoopbackCA, LoopbackHttpServer, closed_port
 
 SECRET = "S3cr3t!pw"
@@ -712,7 +713,8 @@ async def test_c27_leak2_through_the_engine_leaves_no_trace_in_the_store(
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("HALOTERM_SECRET_IDP", "idp-token-42")
     settings = Settings(
-        notify={"noc": NotifyChannel(type="webhook", url=http_server.url("/hook/n"))}
+        operators=with_harness(),
+        notify={"noc": NotifyChannel(type="webhook", url=http_server.url("/hook/n"))},
     )
     services = Services.open(tmp_path / "store.db", settings=settings, seed=False)
     await services.start()

@@ -61,15 +61,6 @@ class Cli:
         return path
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    config = tmp_path / "haloterm.toml"
-    config.write_text('[operators.bob]\nroles = ["lead"]\n', encoding="utf-8")
-    runner = Cli(tmp_path)
-    runner.env["HALOTERM_CONFIG"] = str(config)
-    return runner
-
-
 def test_run_prints_steps_and_exits_by_outcome(cli: Cli) -> None:
     cli.write(
         "ok.yaml",

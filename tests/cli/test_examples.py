@@ -17,15 +17,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    config = tmp_path / "haloterm.toml"
-    config.write_text('[operators.bob]\nroles = ["lead"]\n', encoding="utf-8")
-    runner = Cli(tmp_path)
-    runner.env["HALOTERM_CONFIG"] = str(config)
-    return runner
-
-
 def test_the_store_is_seeded_with_every_example(cli: Cli) -> None:
     names = {r["name"] for r in json.loads(cli("runbooks", "--json").stdout)}
     examples = Path(__file__).parents[2] / "haloterm" / "examples" / "runbooks"

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from pathlib import Path
-
-import pytest
 
 from tests.cli.test_cli import Cli
 
@@ -19,16 +16,6 @@ GATE = (
     "  - {id: after, action: shell,"
     " with: {command: 'echo restart {{ params.host }}'}}\n"
 )
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    """The CLI on a private store; bob leads."""
-    config = tmp_path / "haloterm.toml"
-    config.write_text('[operators.bob]\nroles = ["lead"]\n', encoding="utf-8")
-    runner = Cli(tmp_path)
-    runner.env["HALOTERM_CONFIG"] = str(config)
-    return runner
 
 
 def _waiting(cli: Cli) -> int:

@@ -10,12 +10,13 @@ import pytest
 
 from haloterm.config import Operator, Settings
 from haloterm.services import Services
+from tests.identity import with_harness
 
 
 def make_settings(**extra: object) -> Settings:
     """Settings with two operators: alice (no roles) and bob (lead)."""
     settings = Settings(
-        operators={"alice": Operator(roles=[]), "bob": Operator(roles=["lead"])},
+        operators=with_harness(alice=Operator(roles=[]), bob=Operator(roles=["lead"])),
         **extra,
     )
     return settings

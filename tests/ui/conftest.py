@@ -13,6 +13,7 @@ from textual.worker import WorkerCancelled
 
 from haloterm.config import Operator, Settings
 from haloterm.services import EXAMPLES, Services
+from tests.identity import with_harness
 
 FROZEN = datetime(2025, 6, 3, 15, 0, 0, tzinfo=UTC)
 """The instant every console test runs at."""
@@ -26,10 +27,9 @@ def frozen_clock() -> datetime:
 def ui_settings() -> Settings:
     """alice is on call; bob leads and may approve ``role:lead`` steps."""
     return Settings(
-        operators={
-            "alice": Operator(roles=["oncall"]),
-            "bob": Operator(roles=["lead", "oncall"]),
-        }
+        operators=with_harness(
+            alice=Operator(roles=["oncall"]), bob=Operator(roles=["lead", "oncall"])
+        )
     )
 
 
