@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -276,14 +276,39 @@ class ApprovalsScreen(Screen[None]):
 
     # ------------------------------------------------------------------ actions
 
+    def _refusal(self, item: Waiting) -> str | None:
+        """Why the operator cannot decide this approval now, or None if they can."""
+        approval = item.approval
+        if timed_out(approval, self.app.clock()):
+            return "it timed out; the run takes its timeout path"
+        roles = self.app.services.settings.roles_of(self.app.operator)
+        allowed, why_not = may_decide(approval, self.app.operator, roles)
+        return None if allowed else why_not
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         item = self.selected
         if action == "decide" and item is not None:
-            # Past the deadline a click would only be refused: the keys go off.
-            return not timed_out(item.approval, self.app.clock()) or None
+            # A decision that would only be refused is not offered: the keys go
+            # dim, and pressing one says why (see on_key).
+            return self._refusal(item) is None or None
         if action in ("decide", "open_run"):
             return item is not None or None
         return True
+
+    def on_key(self, event: events.Key) -> None:
+        """y or n on an approval the operator may not decide: say why, do nothing."""
+        item = self.selected
+        if event.key in ("y", "n") and item is not None:
+            reason = self._refusal(item)
+            if reason is not None:
+                event.stop()
+                self.notify(
+                    f"You may not decide {item.approval.step_id} of run "
+                    f"#{item.approval.execution_id}: {reason}.",
+                    title="Not yours to decide",
+                    severity="warning",
+                    markup=False,
+                )
 
     def on_data_table_row_highlighted(self) -> None:
         self._show_detail()
@@ -292,7 +317,7 @@ class ApprovalsScreen(Screen[None]):
     def action_decide(self, decision: Decision) -> None:
         """Approve or reject the selected approval, after asking for a comment."""
         item = self.selected
-        if item is None or timed_out(item.approval, self.app.clock()):
+        if item is None or self._refusal(item) is not None:
             return
         approval = item.approval
         verb = "Approve" if decision == "approved" else "Reject"

@@ -65,12 +65,16 @@ async def test_queue_shows_who_may_decide(services: Services, tmp_path: Path) ->
         detail = str(screen.query_one("#approval-detail", Static).render())
         assert "Dana [/" in detail
         assert "only role:lead can decide" in detail
-        # alice may not approve her own run: the engine refuses and says why.
+        # alice may not decide: y is not offered, and pressing it says why.
+        assert screen.check_action("decide", ("approved",)) is None
         await pilot.press("y")
-        assert isinstance(app.screen, CommentScreen)
-        await pilot.press(*"ok", "enter")
+        assert app.screen is screen
         await wait_for(
-            pilot, lambda: any(n.title == "Not recorded" for n in app._notifications)
+            pilot,
+            lambda: any(
+                n.title == "Not yours to decide" and "only role:lead" in n.message
+                for n in app._notifications
+            ),
         )
         approval = services.store.get_approval(execution_id, "approval")
         assert approval is not None and approval.status == "waiting"

@@ -96,7 +96,8 @@ def test_approvals_queue(
     """Approvals queue with one waiting onboarding approval: countdown "72h00m",
     runbook, step, "#1", asked by bob, "✘ not you" (alice is no lead); the detail
     shows the message with the literal "Dana [/" name, the steps that run next
-    (home, welcome, close) with their inputs, the params, and who may decide."""
+    (home, welcome, close) with their inputs, the params, and who may decide; y and
+    n are dim in the footer, since alice may not decide."""
 
     async def run_before(pilot: Pilot[None]) -> None:
         await services.engine.start(
