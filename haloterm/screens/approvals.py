@@ -14,6 +14,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Header, Label, Static
 
 from haloterm.engine.events import ApprovalChanged, Event
@@ -83,6 +84,27 @@ def may_decide(approval: Approval, user: str, roles: set[str]) -> tuple[bool, st
     if any(d.by == user for d in approval.decisions):
         return False, "you have decided already"
     return True, ""
+
+
+def refusal(
+    approval: Approval, user: str, roles: set[str], now: datetime
+) -> str | None:
+    """Why a user cannot decide an approval now, or None when they can."""
+    if timed_out(approval, now):
+        return "it timed out; the run takes its timeout path"
+    allowed, why_not = may_decide(approval, user, roles)
+    return None if allowed else why_not
+
+
+def say_refusal(screen: Widget, approval: Approval, reason: str) -> None:
+    """Tell the operator why y or n did nothing on this approval."""
+    screen.notify(
+        f"You may not decide {approval.step_id} of run #{approval.execution_id}: "
+        f"{reason}.",
+        title="Not yours to decide",
+        severity="warning",
+        markup=False,
+    )
 
 
 class ApprovalsScreen(Screen[None]):
@@ -277,13 +299,9 @@ class ApprovalsScreen(Screen[None]):
     # ------------------------------------------------------------------ actions
 
     def _refusal(self, item: Waiting) -> str | None:
-        """Why the operator cannot decide this approval now, or None if they can."""
-        approval = item.approval
-        if timed_out(approval, self.app.clock()):
-            return "it timed out; the run takes its timeout path"
-        roles = self.app.services.settings.roles_of(self.app.operator)
-        allowed, why_not = may_decide(approval, self.app.operator, roles)
-        return None if allowed else why_not
+        operator = self.app.operator
+        roles = self.app.services.settings.roles_of(operator)
+        return refusal(item.approval, operator, roles, self.app.clock())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         item = self.selected
@@ -302,13 +320,7 @@ class ApprovalsScreen(Screen[None]):
             reason = self._refusal(item)
             if reason is not None:
                 event.stop()
-                self.notify(
-                    f"You may not decide {item.approval.step_id} of run "
-                    f"#{item.approval.execution_id}: {reason}.",
-                    title="Not yours to decide",
-                    severity="warning",
-                    markup=False,
-                )
+                say_refusal(self, item.approval, reason)
 
     def on_data_table_row_highlighted(self) -> None:
         self._show_detail()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, cast
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -28,6 +28,7 @@ from haloterm.engine.events import (
     StepChanged,
 )
 from haloterm.models import Execution, ExecutionStatus, Runbook, StepRun
+from haloterm.screens.approvals import refusal, say_refusal
 from haloterm.widgets.log_pane import LogPane, LogScope
 from haloterm.widgets.run_header import RunHeader, header_text
 from haloterm.widgets.step_tree import StepNode, StepTree
@@ -338,7 +339,11 @@ first; reject needs a comment.
         if action == "resume_run":
             return execution is not None and execution.status in _RESUMABLE
         if action in ("approve", "reject"):
-            return self._waiting_step() is not None
+            step = self._waiting_step()
+            if step is None:
+                return False
+            # Not the operator's to decide: the keys go dim; pressing one says why.
+            return self._refusal(step) is None or None
         return True
 
     def _waiting_step(self) -> str | None:
@@ -346,6 +351,23 @@ first; reject needs a comment.
         if node is None or node.kind != "step" or node.status != "waiting":
             return None
         return node.step_id
+
+    def _refusal(self, step: str) -> str | None:
+        """Why the operator cannot decide the step's approval, or None if they can."""
+        approval = self.approvals.get(step)
+        if approval is None:
+            return None
+        operator = self.services.operator
+        roles = self.services.settings.roles_of(operator)
+        return refusal(approval, operator, roles, self.now())
+
+    def on_key(self, event: events.Key) -> None:
+        """y or n on a waiting step the operator may not decide: say why."""
+        step = self._waiting_step() if event.key in ("y", "n") else None
+        reason = self._refusal(step) if step is not None else None
+        if step is not None and reason is not None:
+            event.stop()
+            say_refusal(self, self.approvals[step], reason)
 
     def action_back(self) -> None:
         """Close the search box, or go back to the previous screen."""

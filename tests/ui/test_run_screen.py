@@ -342,7 +342,7 @@ async def test_reject_needs_a_comment(services: Services, tmp_path: Path) -> Non
     await drive(services, scenario)
 
 
-async def test_refused_approval_is_reported_and_nothing_changes(
+async def test_an_approval_not_yours_is_not_offered_and_nothing_changes(
     services: Services, tmp_path: Path
 ) -> None:
     add_runbook(services, tmp_path, LEAD_ONLY)
@@ -350,10 +350,16 @@ async def test_refused_approval_is_reported_and_nothing_changes(
     async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
         screen = await open_run(pilot, app, "lead-gated")
         await wait_for(pilot, lambda: "waiting" in label(screen, "ask"))
-        await pilot.press("y", *"me", "enter")
+        # alice is no lead: y is dim, and pressing it says who may decide.
+        assert screen.check_action("approve", ()) is None
+        await pilot.press("y")
+        assert current(app) is screen
         await wait_for(
             pilot,
-            lambda: any(n.title == "Not recorded" for n in app._notifications),
+            lambda: any(
+                n.title == "Not yours to decide" and "role:lead" in n.message
+                for n in app._notifications
+            ),
             what="refusal toast",
         )
         approval = services.store.get_approval(screen.execution_id, "ask")
