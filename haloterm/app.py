@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from textual import events, work
@@ -423,25 +424,45 @@ class HalotermApp(App[None]):
         self.push_screen(ConfirmScreen(question, confirm="Quit"), decided)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        console = [
+            SystemCommand(
+                "Approvals", "Steps waiting for a decision", self.action_approvals
+            ),
+            SystemCommand("History", "Past runs and the audit", self.action_history),
+            SystemCommand(
+                "Schedules",
+                "When runbooks fire next; pause or resume",
+                self.action_schedules,
+            ),
+            SystemCommand("Help", "Keys of the current screen", self.action_help),
+            SystemCommand(
+                "Quit haloterm", "Leave the console", self.action_quit_console
+            ),
+        ]
         for command in super().get_system_commands(screen):
             if command.title != "Quit":
                 yield command
-        yield SystemCommand(
-            "Approvals", "Steps waiting for a decision", self.action_approvals
-        )
-        yield SystemCommand("History", "Past runs and the audit", self.action_history)
-        yield SystemCommand(
-            "Schedules",
-            "When runbooks fire next; pause or resume",
-            self.action_schedules,
-        )
-        yield SystemCommand("Help", "Keys of the current screen", self.action_help)
-        yield SystemCommand(
-            "Quit haloterm", "Leave the console", self.action_quit_console
-        )
-        commands = getattr(screen, "screen_commands", None)
-        if commands is not None:
-            yield from commands()
+        yield from console
+        taken = {command.title for command in console} | {"Quit"}
+        yield from self._binding_commands(screen, taken)
+
+    def _binding_commands(
+        self, screen: Screen[Any], taken: set[str]
+    ) -> Iterable[SystemCommand]:
+        """Every key the screen offers now, as a palette command named as in the
+        footer, with its key in the help line: nothing is only a key away."""
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            title = binding.description
+            if not active.enabled or not title or title in taken:
+                continue
+            taken.add(title)
+            about = binding.tooltip or title
+            yield SystemCommand(
+                title,
+                f"{about} (key {self.get_key_display(binding)})",
+                partial(self.run_action, binding.action, active.node),
+            )
 
 
 _QUIET_INPUT: list[int] = []

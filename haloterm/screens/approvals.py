@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from rich.text import Text
 from textual import events, work
-from textual.app import ComposeResult, SystemCommand
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
@@ -23,8 +23,6 @@ from haloterm.storage import Approval, ApprovalRefused
 from haloterm.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from haloterm.app import HalotermApp
     from haloterm.models import Execution
 
@@ -381,14 +379,3 @@ class ApprovalsScreen(Screen[None]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_open_run()
-
-    def screen_commands(self) -> Iterable[SystemCommand]:
-        """Commands of this screen for the command palette."""
-        yield SystemCommand(
-            "Approve",
-            "Approve the selected step",
-            lambda: self.action_decide("approved"),
-        )
-        yield SystemCommand(
-            "Reject", "Reject the selected step", lambda: self.action_decide("rejected")
-        )

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult, SystemCommand
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
@@ -20,8 +20,6 @@ from haloterm.widgets.runbook_list import RunbookList
 from haloterm.widgets.ticket_table import PAGE_SIZE, SORT_COLUMNS, TicketTable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from haloterm.app import HalotermApp
     from haloterm.models import Execution, Ticket
 
@@ -280,14 +278,3 @@ class MainScreen(Screen[None]):
         elif ticket_id == 0:
             self.notify("No open P1 ticket.")
         self.app.replay_keys()
-
-    def screen_commands(self) -> Iterable[SystemCommand]:
-        """Commands of this screen for the command palette."""
-        yield SystemCommand(
-            "Newest P1", "Open the newest open P1", self.action_newest_p1
-        )
-        yield SystemCommand("Filter tickets", "Filter the list", self.action_filter)
-        yield SystemCommand("Sort tickets", "Next sort column", self.action_cycle_sort)
-        yield SystemCommand(
-            "Reverse ticket order", "Flip the sort", self.action_reverse_sort
-        )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult, SystemCommand
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
@@ -24,8 +24,6 @@ from haloterm.widgets.status import status_text
 from haloterm.widgets.ticket_table import age
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from haloterm.app import HalotermApp
     from haloterm.storage import TicketEvent
 
@@ -293,21 +291,6 @@ class TicketScreen(Screen[None]):
         store = self.app.services.store
         store.update_ticket(self.ticket_id, actor=self.app.operator, **changes)
         self.app.call_from_thread(self.load_ticket)
-
-    def screen_commands(self) -> Iterable[SystemCommand]:
-        """Commands of this screen for the command palette."""
-        yield SystemCommand(
-            "Run runbook", "Run the selected runbook", self.action_run_selected
-        )
-        yield SystemCommand(
-            "Change status", "Set the ticket's status", self.action_change_status
-        )
-        yield SystemCommand(
-            "Change priority", "Set the ticket's priority", self.action_change_priority
-        )
-        yield SystemCommand(
-            "Add note", "Add a note to the ticket", self.action_add_note
-        )
 
 
 def _suggestions(

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from haloterm.app import create_app
+from textual.command import CommandPalette
+
+from haloterm.app import HalotermApp, create_app
 from haloterm.config import state_dir
 from haloterm.engine.events import Notice
 from haloterm.screens.approvals import ApprovalsScreen
-from haloterm.screens.dialogs import ConfirmScreen
+from haloterm.screens.dialogs import ChoiceScreen, ConfirmScreen
 from haloterm.screens.help import HelpScreen
+from haloterm.screens.history import HistoryScreen
 from haloterm.screens.main import MainScreen
+from haloterm.screens.schedules import SchedulesScreen
+from haloterm.screens.ticket import TicketScreen
 from haloterm.screens.too_small import TooSmallScreen
 from haloterm.services import Services
 from tests.ui.conftest import wait_for
@@ -46,6 +51,51 @@ async def test_palette_offers_console_commands(services: Services) -> None:
             titles
         )
         assert "Quit" not in titles
+
+
+def _keys_offered(app: HalotermApp) -> set[str]:
+    """Descriptions of the keys the current screen offers (enabled, described)."""
+    return {
+        active.binding.description
+        for active in app.screen.active_bindings.values()
+        if active.enabled and active.binding.description
+    }
+
+
+async def test_every_key_of_every_screen_is_in_the_palette(services: Services) -> None:
+    app = create_app(services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        visited = []
+        for key, screen_type in (
+            ("", MainScreen),
+            ("p", TicketScreen),
+            ("h", HistoryScreen),
+            ("w", SchedulesScreen),
+            ("a", ApprovalsScreen),
+        ):
+            if key:
+                await pilot.press(key)
+            await wait_for(pilot, lambda t=screen_type: isinstance(app.screen, t))  # type: ignore[misc]
+            titles = {c.title for c in app.get_system_commands(app.screen)}
+            missing = _keys_offered(app) - titles - {"Quit", "Back"}
+            assert not missing, f"{screen_type.__name__}: {missing}"
+            visited.append(screen_type)
+        assert len(visited) == 5
+
+
+async def test_a_screen_command_runs_from_the_palette(services: Services) -> None:
+    app = create_app(services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, TicketScreen))
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"status")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        dialog = app.screen
+        assert isinstance(dialog, ChoiceScreen) and dialog.prompt_title == "Status"
 
 
 async def test_too_small_notice_and_recovery(services: Services) -> None:
