@@ -19,10 +19,10 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from haloterm.plugins.base import OutputSink
+from haloterm.procgroups import group_members_alive
 
 logger = logging.getLogger(__name__)
 
@@ -80,30 +80,6 @@ class _Reader(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._done.done():
             self._done.set_result(None)
-
-
-def _group_members_alive(pgid: int) -> bool:
-    """Whether a process of the group is still running (zombies do not count)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in "ZX":
-            return True
-    return False
 
 
 class LocalProcess:
@@ -273,7 +249,7 @@ class LocalProcess:
         """Whether any process of the group still runs (zombies excluded)."""
         if not self.exited:
             return True
-        return _group_members_alive(self.pgid)
+        return group_members_alive(self.pgid)
 
     async def _until_gone(self, seconds: float) -> bool:
         deadline = self._loop.time() + seconds

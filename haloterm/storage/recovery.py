@@ -15,6 +15,8 @@ import os
 import signal
 import socket
 import sqlite3
+import threading
+import time
 from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from haloterm.models import Execution
+from haloterm.procgroups import group_members_alive, process_start_ticks
 from haloterm.storage.clock import to_text
 from haloterm.storage.core import Row, StoreCore
 from haloterm.storage.executions import _execution
@@ -42,38 +45,39 @@ class StepProcess:
     start_ticks: int | None
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """When a process started, in clock ticks since boot (``/proc/<pid>/stat``).
-
-    Returns:
-        None when the process does not exist or ``/proc`` is not there.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    # Field 22 of stat(5) is starttime; fields here start at field 3 (state).
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
+KILL_GRACE = 5.0
+"""Seconds a left-behind process group has between SIGTERM and SIGKILL."""
 
 
-def stop_process_groups(processes: Iterable[StepProcess]) -> list[int]:
-    """Kill the process groups of steps whose owner died, on this host only.
+def stop_process_groups(
+    processes: Iterable[StepProcess],
+    *,
+    grace: float = KILL_GRACE,
+    wait: bool = False,
+) -> list[int]:
+    """Stop the process groups of steps whose owner died, on this host only.
+
+    Each group gets SIGTERM, so a command can clean up (remove a lock file,
+    roll back a half-done change), and SIGKILL if anything of it still runs
+    ``grace`` seconds later. The wait happens in a thread of its own, so the
+    store's writer is never held; the thread is not a daemon, so even a short
+    command finishes it before exiting.
 
     A group whose leader runs with another start time than recorded is a reused
     pid and is left alone. A group whose leader has exited may still have members
     (a background child); the kernel does not reuse a group id while any member
-    lives, so those are killed too.
+    lives, so those are stopped too.
+
+    Args:
+        processes: the groups recorded for the dead owner's steps.
+        grace: seconds between SIGTERM and SIGKILL.
+        wait: wait for the groups to end here instead of in a thread.
 
     Returns:
         The group ids signalled.
     """
     here = socket.gethostname()
-    killed: list[int] = []
+    signalled: list[StepProcess] = []
     for proc in processes:
         if proc.hostname != here:
             continue
@@ -85,21 +89,50 @@ def stop_process_groups(processes: Iterable[StepProcess]) -> list[int]:
         ):
             logger.info("pid %d was reused; not signalling it", proc.pid)
             continue
-        try:
-            os.killpg(proc.pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-        except PermissionError:
-            logger.warning("not allowed to stop process group %d", proc.pgid)
-            continue
-        logger.warning(
-            "stopped process group %d left by step %s of execution %s",
-            proc.pgid,
-            proc.step_id,
-            proc.execution_id,
-        )
-        killed.append(proc.pgid)
-    return killed
+        if _signal_group(proc.pgid, signal.SIGTERM):
+            logger.warning(
+                "stopping process group %d left by step %s of execution %s",
+                proc.pgid,
+                proc.step_id,
+                proc.execution_id,
+            )
+            signalled.append(proc)
+    if signalled:
+        groups = [proc.pgid for proc in signalled]
+        if wait:
+            _kill_survivors(groups, grace)
+        else:
+            threading.Thread(
+                target=_kill_survivors,
+                args=(groups, grace),
+                name="haloterm-stop-groups",
+            ).start()
+    return [proc.pgid for proc in signalled]
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        logger.warning("not allowed to stop process group %d", pgid)
+        return False
+    return True
+
+
+def _kill_survivors(groups: list[int], grace: float) -> None:
+    """SIGKILL whichever of the groups still has a running member after ``grace``."""
+    deadline = time.monotonic() + grace
+    alive = list(groups)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [pgid for pgid in alive if group_members_alive(pgid)]
+    for pgid in alive:
+        if _signal_group(pgid, signal.SIGKILL):
+            logger.warning(
+                "process group %d ignored SIGTERM for %.0f s; killed", pgid, grace
+            )
 
 
 def owner_alive(owner: Row | Mapping[str, Any] | None, *, cutoff: str) -> bool:

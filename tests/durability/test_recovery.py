@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from haloterm.models import ExecutionStatus, StepStatus
+from haloterm.procgroups import process_start_ticks
 from haloterm.services import Services
-from haloterm.storage.recovery import process_start_ticks
+from haloterm.storage.recovery import StepProcess, stop_process_groups
 from tests.durability.helpers import ROOT, child_env, spawn_script, wait_for
 from tests.engine.conftest import make_settings
 
@@ -105,8 +107,6 @@ async def test_a_dead_owners_step_processes_are_stopped_and_the_run_resumes(
 
 def test_a_reused_pid_is_never_signalled() -> None:
     """A recorded group whose leader now has another start time is left alone."""
-    from haloterm.storage.recovery import StepProcess, stop_process_groups
-
     sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
         ticks = process_start_ticks(sleeper.pid)
@@ -114,11 +114,11 @@ def test_a_reused_pid_is_never_signalled() -> None:
         reused = StepProcess(
             1, "s", os.uname().nodename, sleeper.pid, sleeper.pid, ticks - 1
         )
-        assert stop_process_groups([reused]) == []
+        assert stop_process_groups([reused], wait=True) == []
         assert sleeper.poll() is None
         same = StepProcess(1, "s", os.uname().nodename, sleeper.pid, sleeper.pid, ticks)
-        assert stop_process_groups([same]) == [sleeper.pid]
-        assert sleeper.wait(5) == -signal.SIGKILL
+        assert stop_process_groups([same], wait=True) == [sleeper.pid]
+        assert sleeper.wait(5) == -signal.SIGTERM
     finally:
         if sleeper.poll() is None:
             sleeper.kill()
@@ -159,3 +159,43 @@ def test_resume_without_a_terminal_names_the_missing_secrets(tmp_path: Path) -> 
     assert resumed.returncode == 2
     assert "needs its secret params again: token" in resumed.stderr
     assert "s3cr3t-value" not in resumed.stderr + resumed.stdout
+
+
+def _group(script: str) -> tuple[subprocess.Popen[bytes], StepProcess]:
+    """A shell leading its own group, as a recorded step process, once it runs."""
+    proc = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+    wait_for(lambda: process_start_ticks(proc.pid) is not None)
+    recorded = StepProcess(
+        1, "s", os.uname().nodename, proc.pid, proc.pid, process_start_ticks(proc.pid)
+    )
+    return proc, recorded
+
+
+def test_a_left_behind_group_gets_sigterm_to_clean_up_then_sigkill(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM first, so a trap can remove its lock; SIGKILL only for a group that
+    still runs after the grace."""
+    lock, ready = tmp_path / "lock", tmp_path / "ready"
+    polite, polite_rec = _group(
+        f"touch {lock}; trap 'rm -f {lock}; exit 0' TERM; "
+        f"touch {ready}; while :; do sleep 0.05; done"
+    )
+    stubborn_ready = tmp_path / "stubborn"
+    stubborn, stubborn_rec = _group(
+        f"trap '' TERM; touch {stubborn_ready}; while :; do sleep 0.05; done"
+    )
+    try:
+        wait_for(lambda: ready.exists() and stubborn_ready.exists())
+        started = time.monotonic()
+        signalled = stop_process_groups([polite_rec, stubborn_rec], grace=1.0)
+        assert signalled == [polite.pid, stubborn.pid]
+        assert polite.wait(5) == 0, "the trap ran and exited cleanly"
+        assert not lock.exists()
+        assert stubborn.wait(10) == -signal.SIGKILL
+        assert time.monotonic() - started >= 1.0
+    finally:
+        for proc in (polite, stubborn):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
