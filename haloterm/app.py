@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 MIN_WIDTH = 60
 MIN_HEIGHT = 16
 KEY_HOLD_LIMIT = 3.0
+STORE_POLL_SECONDS = 0.25
+"""How often the console looks for other processes' commits."""
 """Seconds keys are held for a screen that is still loading, at most."""
 _SEVERITIES = ("information", "warning", "error")
 Severity = Literal["information", "warning", "error"]
@@ -121,6 +123,7 @@ class HalotermApp(App[None]):
         self._hold_timer: Timer | None = None
         self._hold_expired = False
         self._key_in_flight = False
+        self._store_version: int | None = None
 
     @property
     def operator(self) -> str:
@@ -143,8 +146,8 @@ class HalotermApp(App[None]):
         self.count_interrupted_runs()
         # Other processes' runs become interrupted without an event reaching us.
         self.set_interval(10.0, self.count_interrupted_runs)
-        # Approvals asked for or decided in other processes send no event here.
-        self.set_interval(2.0, self.count_waiting_approvals)
+        # Nor do their tickets, runs, logs and approvals: the store is polled.
+        self.set_interval(STORE_POLL_SECONDS, self.poll_store)
         self.replay_keys()
 
     async def on_unmount(self) -> None:
@@ -291,6 +294,33 @@ class HalotermApp(App[None]):
                 handler(event)
             except Exception:
                 logger.exception("screen %s failed on %s", screen, event)
+
+    @work(thread=True, exclusive=True, group="store-poll", exit_on_error=False)
+    def poll_store(self) -> None:
+        """Notice a commit by any process (one cheap pragma) and tell the screens.
+
+        Events tell this console what its own engine does; this is how it learns
+        what other consoles, workers and CLI runs did, within a quarter second.
+        """
+        if self.hung_up:
+            return
+        version = self.services.store.data_version()
+        if version == self._store_version:
+            return
+        self._store_version = version
+        waiting = len(self.services.store.pending_approvals())
+        self.call_from_thread(self._store_changed, waiting)
+
+    def _store_changed(self, waiting: int) -> None:
+        self.waiting_approvals = waiting
+        for screen in list(self.screen_stack):
+            handler = getattr(screen, "on_store_changed", None)
+            if handler is None:
+                continue
+            try:
+                handler()
+            except Exception:
+                logger.exception("screen %s failed on a store change", screen)
 
     @work(thread=True, exclusive=True, group="interrupted", exit_on_error=False)
     def count_interrupted_runs(self) -> None:

@@ -294,6 +294,10 @@ class ApprovalsScreen(Screen[None]):
         if isinstance(event, ApprovalChanged):
             self.load_approvals()
 
+    def on_store_changed(self) -> None:
+        """Another process may have asked for or decided one (called by the app)."""
+        self.load_approvals()
+
     # ------------------------------------------------------------------ actions
 
     def _refusal(self, item: Waiting) -> str | None:

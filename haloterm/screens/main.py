@@ -89,7 +89,10 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(TicketTable).focus()
-        self.set_interval(1.0, self.tickets.check_store)
+
+    def on_store_changed(self) -> None:
+        """Something was committed, here or elsewhere (called by the app)."""
+        self.tickets.check_store()
 
     @property
     def tickets(self) -> TicketTable:

@@ -132,6 +132,8 @@ first; reject needs a comment.
         self.all_steps = False
         """The log shows every step's output instead of the selected step's."""
         self._loaded = False
+        self._seen: tuple[Execution, list[StepRun], list[Execution]] | None = None
+        """The run as last shown, to tell whether the store has news."""
         self._execution_events = 0
         """Changes of this run seen as events, so a slower read never wins."""
 
@@ -198,6 +200,7 @@ first; reject needs a comment.
             self.load_run()
         first = not self._loaded
         self._loaded = True
+        self._seen = (snapshot.execution, snapshot.runs, snapshot.children)
         self.execution = snapshot.execution
         self.runbook = snapshot.runbook
         self.approvals = snapshot.approvals
@@ -243,6 +246,28 @@ first; reject needs a comment.
         elif isinstance(event, ApprovalChanged):
             if event.execution_id == self.execution_id:
                 self.load_run()
+
+    def on_store_changed(self) -> None:
+        """Follow a run another process owns (called by the app on any commit).
+
+        Its steps, approvals and output reach this console through the store
+        only; a run of this process is followed through engine events instead.
+        """
+        if self._seen is None or self.execution_id in self.services.engine.active:
+            return
+        self._check_store(self._seen)
+        self.log_pane.catch_up()
+
+    @work(thread=True, exclusive=True, group="run-check", exit_on_error=False)
+    def _check_store(
+        self, seen: tuple[Execution, list[StepRun], list[Execution]]
+    ) -> None:
+        store = self.services.store
+        execution = store.get_execution(self.execution_id)
+        runs = store.step_runs(self.execution_id)
+        children = store.child_executions(self.execution_id)
+        if execution is not None and (execution, runs, children) != seen:
+            self.app.call_from_thread(self.load_run)
 
     def _step_changed(self, event: StepChanged) -> None:
         self.query_one(StepTree).update_step(event)

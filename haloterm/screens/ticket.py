@@ -219,6 +219,20 @@ class TicketScreen(Screen[None]):
 
     # ------------------------------------------------------------------ live
 
+    def on_store_changed(self) -> None:
+        """Something was committed, maybe by another process (called by the app)."""
+        if self.view is not None:
+            self._check_changed(self.view)
+
+    @work(thread=True, exclusive=True, group="ticket-check", exit_on_error=False)
+    def _check_changed(self, view: TicketView) -> None:
+        """Re-read the ticket only when it or one of its runs changed."""
+        store = self.app.services.store
+        ticket = store.get_ticket(self.ticket_id)
+        runs = store.list_executions(ticket_id=self.ticket_id, limit=50)
+        if ticket != view.ticket or runs != view.runs:
+            self.app.call_from_thread(self.load_ticket)
+
     def on_engine_event(self, event: Event) -> None:
         """Re-read the ticket when it or one of its runs changes (called by the app)."""
         if isinstance(event, TicketChanged) and event.ticket_id == self.ticket_id:

@@ -135,6 +135,35 @@ class LogPane(Vertical):
             self.view.append(page)
             self._refresh_banner()
 
+    def catch_up(self) -> None:
+        """Read lines stored since the last one taken: the output of a run another
+        process owns, whose lines reach this console through the store only."""
+        if self.scope is not None and not self.loading:
+            self._read_new(self.scope, self.view.last_seq)
+
+    @work(thread=True, exclusive=True, group="catch-up", exit_on_error=False)
+    def _read_new(self, scope: LogScope, after: int) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            page = self.store.get_logs(
+                self.execution_id,
+                step_id=scope.step_id,
+                host=scope.host,
+                after_seq=after,
+                limit=LOG_PAGE,
+            )
+            if page:
+                after = page[-1].seq
+                self.app.call_from_thread(self._caught_up, scope, page)
+            if len(page) < LOG_PAGE:
+                break
+
+    def _caught_up(self, scope: LogScope, page: Sequence[LogLine]) -> None:
+        # Lines already drawn (from events, if this process took the run over
+        # meanwhile) are skipped by the view, which knows the last seq it shows.
+        if scope == self.scope:
+            self.queue(page)
+
     def _loaded(self, scope: LogScope, runs: Sequence[StepRun]) -> None:
         if scope != self.scope:
             return
