@@ -59,6 +59,13 @@ class MainScreen(Screen[None]):
         ),
         Binding("4", "sort_by('id')", "By number", id="sort-number", show=False),
         Binding("r", "run_runbook", "Run", id="start-run", tooltip="Run the runbook"),
+        Binding(
+            "escape",
+            "clear_filter",
+            "Clear filter",
+            id="main-clear-filter",
+            tooltip="Show every ticket again",
+        ),
     ]
 
     app: HalotermApp
@@ -179,6 +186,8 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "run_runbook":
             return self.focused is self.runbooks or None
+        if action == "clear_filter":
+            return bool(self.tickets.filter_text)
         if action in ("cycle_sort", "reverse_sort", "sort_by", "newest_p1"):
             # Shown but off while typing a filter: the footer keeps its keys, so
             # focus moving in and out of the bar only dims them (no rebuild).
@@ -200,6 +209,10 @@ class MainScreen(Screen[None]):
         """Open the filter bar."""
         self.query_one(FilterBar).open()
 
+    def action_clear_filter(self) -> None:
+        """Drop the applied filter: Esc in the list does what Esc in the bar does."""
+        self.query_one(FilterBar).action_clear_filter()
+
     def on_filter_bar_applied(self, event: FilterBar.Applied) -> None:
         try:
             parsed = parse_ticket_filter(event.text)
@@ -216,6 +229,7 @@ class MainScreen(Screen[None]):
             }
         )
         self.tickets.focus()
+        self.refresh_bindings()
 
     def on_filter_bar_cleared(self) -> None:
         current = self.tickets.ticket_query
@@ -224,6 +238,7 @@ class MainScreen(Screen[None]):
             sort=current.sort, descending=current.descending, limit=PAGE_SIZE
         )
         self.tickets.focus()
+        self.refresh_bindings()
 
     def action_cycle_sort(self) -> None:
         """Sort the tickets by the next column."""

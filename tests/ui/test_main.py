@@ -154,6 +154,12 @@ async def test_filter_bar_applies_and_clears(services: Services) -> None:
         await wait_for(pilot, lambda: table.row_count == 1)
         ticket = table.selected_ticket
         assert ticket is not None and ticket.type == "problem"
+        # Back in the list, Esc drops the applied filter too.
+        assert app.focused is table
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: table.row_count == 6, what="cleared from list")
+        assert "filter:" not in _title(app)
+        assert app.screen.check_action("clear_filter", ()) is False
 
 
 async def test_sort_cycles_and_reverses(services: Services) -> None:
