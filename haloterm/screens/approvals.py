@@ -21,6 +21,7 @@ from haloterm.engine.events import ApprovalChanged, Event
 from haloterm.screens.dialogs import CommentScreen
 from haloterm.storage import Approval, ApprovalRefused
 from haloterm.widgets.footer import KeyFooter
+from haloterm.widgets.row_table import RowTable
 
 if TYPE_CHECKING:
     from haloterm.app import HalotermApp
@@ -134,7 +135,7 @@ class ApprovalsScreen(Screen[None]):
         yield Header()
         with Vertical(id="approvals-body"):
             yield Label("Waiting approvals", id="approvals-title")
-            yield DataTable(id="approvals", cursor_type="row", zebra_stripes=True)
+            yield RowTable(id="approvals", zebra_stripes=True)
             yield Static("", id="approval-detail", markup=False)
         yield KeyFooter()
 

@@ -42,6 +42,7 @@ from haloterm.screens.export import (
     plain_json,
     write_export,
 )
+from haloterm.widgets.row_table import RowTable
 from haloterm.widgets.status import elapsed, format_duration, status_text
 
 if TYPE_CHECKING:
@@ -177,10 +178,10 @@ cursor reaches the bottom. `e` exports the current tab to CSV or JSON.
                     "since:<date> until:<date>",
                     id="run-filter",
                 )
-                yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+                yield RowTable(id="runs", zebra_stripes=True)
                 yield Static(id="runs-status")
             with TabPane("Audit", id="audit-tab"):
-                yield DataTable(id="audit", cursor_type="row", zebra_stripes=True)
+                yield RowTable(id="audit", zebra_stripes=True)
                 yield Static(id="audit-status")
         yield Footer()
 

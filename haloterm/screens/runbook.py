@@ -30,6 +30,7 @@ from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from haloterm.config import data_dir
 from haloterm.models import Runbook, Step, Trigger
+from haloterm.widgets.row_table import RowTable
 
 if TYPE_CHECKING:
     from haloterm.app import HalotermApp
@@ -212,7 +213,7 @@ stored as a new version only once it is valid.
             ):
                 yield Static(id="definition")
             with TabPane("Versions", id="versions-tab"):
-                yield DataTable(id="versions", cursor_type="row")
+                yield RowTable(id="versions")
                 with VerticalScroll(id="diff-scroll"):
                     yield Static(id="diff")
         yield Footer()

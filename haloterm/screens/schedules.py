@@ -19,6 +19,7 @@ from haloterm.automation.overview import (
     known_schedule,
     schedule_overview,
 )
+from haloterm.widgets.row_table import RowTable
 
 if TYPE_CHECKING:
     from haloterm.app import HalotermApp
@@ -77,7 +78,7 @@ while paused are not run later.
 
     def compose(self) -> ComposeResult:
         yield Static(id="lease-line", markup=False)
-        yield DataTable(id="schedules", cursor_type="row", zebra_stripes=True)
+        yield RowTable(id="schedules", zebra_stripes=True)
         yield Static(id="schedules-status", markup=False)
         yield Footer()
 

@@ -24,6 +24,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
+from haloterm.widgets.row_table import RowTable
+
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
 
@@ -215,7 +217,7 @@ class StepEditorScreen(Screen[bool]):
         title = Text(f"Steps of {self.stored.name}", style=Style(bold=True))
         title.append(f"  editing v{self.stored.version}", style=_DIM)
         yield Static(title, id="editor-title")
-        yield DataTable(id="steps", cursor_type="row")
+        yield RowTable(id="steps")
         yield Static(id="editor-problems")
         yield Footer()
 

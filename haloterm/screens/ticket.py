@@ -20,6 +20,7 @@ from haloterm.engine.templates import TemplateError
 from haloterm.models import PRIORITIES, Execution, Ticket, TicketStatus
 from haloterm.screens.dialogs import ChoiceScreen, CommentScreen
 from haloterm.widgets.footer import KeyFooter
+from haloterm.widgets.row_table import RowTable
 from haloterm.widgets.status import status_text
 from haloterm.widgets.ticket_table import age
 
@@ -131,9 +132,9 @@ class TicketScreen(Screen[None]):
                 yield Hanging(id="ticket-history", empty="(none)")
             with Vertical(id="ticket-side"):
                 yield Label("Runbooks  (r run)", classes="section")
-                yield DataTable(id="suggested", cursor_type="row")
+                yield RowTable(id="suggested")
                 yield Label("Runs  (Enter open)", classes="section")
-                yield DataTable(id="runs", cursor_type="row")
+                yield RowTable(id="runs")
         yield KeyFooter()
 
     def on_mount(self) -> None:

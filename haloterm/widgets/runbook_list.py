@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
 from textual.message import Message
 from textual.widgets import DataTable
 
+from haloterm.widgets.row_table import RowTable
 from haloterm.widgets.status import status_text
 
 if TYPE_CHECKING:
     from haloterm.storage import RunbookSummary, Store
 
 
-class RunbookList(DataTable[Any]):
+class RunbookList(RowTable):
     """Runbooks from ``store.list_runbooks()``; Enter posts :class:`RunbookChosen`."""
 
     class RunbookChosen(Message):
@@ -29,7 +30,7 @@ class RunbookList(DataTable[Any]):
         """The list was read from the store and shown."""
 
     def __init__(self, store: Store, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id, zebra_stripes=True)
         self.store = store
         self.summaries: list[RunbookSummary] = []
         self.loaded = False

@@ -155,7 +155,7 @@ async def test_filter_bar_applies_and_clears(services: Services) -> None:
         ticket = table.selected_ticket
         assert ticket is not None and ticket.type == "problem"
         # Back in the list, Esc drops the applied filter too.
-        assert app.focused is table
+        assert app.focused is not None and app.focused.id == "tickets"
         await pilot.press("escape")
         await wait_for(pilot, lambda: table.row_count == 6, what="cleared from list")
         assert "filter:" not in _title(app)
@@ -294,3 +294,18 @@ async def test_other_consoles_runs_redraw_their_row_and_keep_the_cursor(
         other.flush()
         await wait_for(pilot, lambda: page.version != seen, what="logs noticed")
         assert table.page is page and table.cursor_row == 3
+
+
+async def test_home_and_end_go_to_the_first_and_last_runbook(
+    services: Services,
+) -> None:
+    app = create_app(services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        runbooks = app.screen.query_one(RunbookList)
+        await wait_for(pilot, lambda: runbooks.row_count == 5)
+        await pilot.press("tab")
+        assert app.focused is runbooks
+        await pilot.press("end")
+        assert runbooks.cursor_row == 4
+        await pilot.press("home")
+        assert runbooks.cursor_row == 0
