@@ -29,7 +29,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from haloterm.config import data_dir
-from haloterm.models import Runbook, Step, Trigger
+from haloterm.models import Goto, OnFailure, Runbook, RunRunbook, Step, Trigger
 from haloterm.widgets.row_table import RowTable
 
 if TYPE_CHECKING:
@@ -70,6 +70,15 @@ def _trigger_line(trigger: Trigger) -> str:
     return f"schedule every {schedule.every:g}s"
 
 
+def _failure_text(failure: OnFailure) -> str:
+    """``continue``, ``goto rollback`` or ``run rollback-demo-service``."""
+    if isinstance(failure, Goto):
+        return f"goto {failure.goto}"
+    if isinstance(failure, RunRunbook):
+        return f"run {failure.run}"
+    return failure
+
+
 def _step_lines(index: int, step: Step) -> Text:
     text = Text(f"{index:>3}. ")
     text.append(step.id, style=_BOLD)
@@ -89,9 +98,7 @@ def _step_lines(index: int, step: Step) -> Text:
     if step.retries.count:
         notes.append(f"retries {step.retries.count}")
     if step.on_failure != "abort":
-        failure = step.on_failure
-        shown = failure if isinstance(failure, str) else failure.model_dump()
-        notes.append(f"on failure {shown}")
+        notes.append(f"on failure {_failure_text(step.on_failure)}")
     if step.only_on_failure:
         notes.append("only on failure")
     if notes:

@@ -13,7 +13,12 @@ from textual.widgets import DataTable, Input, Select, Static, TabbedContent
 
 from haloterm.app import create_app
 from haloterm.plugins.shell import ShellInputs
-from haloterm.screens.runbook import RunbookScreen, draft_path, render_diff
+from haloterm.screens.runbook import (
+    RunbookScreen,
+    draft_path,
+    render_definition,
+    render_diff,
+)
 from haloterm.screens.step_editor import (
     AddStepScreen,
     StepEditorScreen,
@@ -93,6 +98,17 @@ async def test_definition_shows_params_triggers_and_steps(
         assert "timeout 30s" in shown
         assert "echo done [/var]" in shown
         assert not screen.check_action("diff_versions", ())
+
+
+async def test_definition_names_failure_branches_as_the_file_does(
+    services: Services,
+) -> None:
+    stored = services.store.get_runbook("restart-demo-service")
+    assert stored is not None
+    shown = render_definition(stored).plain
+    assert "on failure goto rollback" in shown
+    assert "on failure continue" in shown
+    assert "{'goto'" not in shown and "only on failure" in shown
 
 
 async def test_versions_and_diff(services: Services, tmp_path: Path) -> None:
