@@ -432,6 +432,10 @@ class HalotermApp(App[None]):
         if not isinstance(self.screen, SchedulesScreen):
             self.push_screen(SchedulesScreen())
 
+    async def action_quit(self) -> None:
+        """Ctrl+Q (Textual's quit key) asks first too, like q."""
+        self.action_quit_console()
+
     def action_quit_console(self) -> None:
         """Quit, asking first when runs started here are still going."""
         from haloterm.screens.dialogs import ConfirmScreen

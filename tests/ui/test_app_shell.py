@@ -26,7 +26,8 @@ async def test_help_lists_the_keys_of_the_current_screen(services: Services) -> 
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        text = str(app.screen.query_one("#help-keys").render())
+        assert isinstance(app.screen, HelpScreen)
+        text = app.screen.plain
         assert "Newest P1" in text and "Filter" in text and "Approvals" in text
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
@@ -177,6 +178,9 @@ async def test_quit_with_active_runs_asks_first(
         assert "interrupted" in app.screen.question
         await pilot.press("n")
         assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("ctrl+q")  # Textual's quit key asks too
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
         await pilot.press("q", "y")
         await pilot.pause()
     assert app.return_code == 0
