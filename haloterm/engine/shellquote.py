@@ -3,21 +3,34 @@
 A command template such as ``echo "dq: {{ ticket.title }}"`` puts the value inside
 double quotes, where :func:`shlex.quote`'s single quotes are literal and ``$(...)``
 still runs; ``echo 'sq: {{ x }}'`` puts it inside single quotes, where a quote in the
-value ends the string. Before a command template is compiled, :func:`contextualise`
-reads it as the shell will (plain words, single and double quotes, ``$(...)`` and
-backticks, here-documents) and routes every ``{{ expr }}`` through the filter that is
-right where it stands. Expressions the author marked ``| raw`` are left alone.
+value ends the string.
+
+Where a value lands is decided on the *rendered* command, not on the template: the
+template is rendered with every value replaced by a placeholder made of characters
+the shell treats as plain word characters, so the text around the placeholders is
+exactly what the shell will read, whichever ``{% if %}`` branch was taken and
+whatever ``| raw`` text was spliced in. :func:`place_values` then reads that text as
+the shell does (plain words, comments, single, double and ``$'...'`` quotes,
+``$(...)``, backticks, here-documents) and puts each value in, quoted for its place.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-PLAIN, SINGLE, DOUBLE, HEREDOC, QUOTED_HEREDOC = (
+ESCAPED = "escaped"
+"""A value right after an unpaired backslash: no quoting keeps it data there."""
+PLAIN, SINGLE, DOUBLE, ANSI, BACKTICK, COMMENT, HEREDOC, QUOTED_HEREDOC = (
     "plain",
     "single",
     "double",
+    "ansi",
+    "backtick",
+    "comment",
     "heredoc",
     "quoted_heredoc",
 )
@@ -25,7 +38,29 @@ PLAIN, SINGLE, DOUBLE, HEREDOC, QUOTED_HEREDOC = (
 _HEREDOC_START = re.compile(
     r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([^\s;&|<>()]+))"
 )
-_RAW = re.compile(r"\|\s*raw\s*$")
+_WORD_BREAK = frozenset(" \t\n;&|()<>")
+
+Quoter = Callable[[Any, str, str | None], str]
+"""Quote ``value`` for ``context``; the third argument is a here-document's
+delimiter when the context is one."""
+
+
+class Slots:
+    """The values of one render, each standing in the text as a placeholder.
+
+    A placeholder is two private-use characters around a per-render nonce and the
+    value's index: plain word characters to the shell, and impossible to forge
+    from a value (values never reach the text before :func:`place_values`).
+    """
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self._nonce = secrets.token_hex(8)
+        self.pattern = re.compile("\ue000" + self._nonce + r"(\d+)\ue001")
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return f"\ue000{self._nonce}{len(self.values) - 1}\ue001"
 
 
 @dataclass
@@ -35,40 +70,60 @@ class _Heredoc:
     strip_tabs: bool
 
 
-def contextualise(source: str) -> str:
-    """Rewrite a command template so each expression is quoted for its context.
+def place_values(text: str, slots: Slots, quote: Quoter) -> str:
+    """Replace each placeholder in a rendered command by its value, quoted for the
+    shell context the placeholder stands in.
 
     Args:
-        source: the template text of a command field.
+        text: the rendered command, holding placeholders from ``slots``.
+        slots: the values of this render.
+        quote: quotes one value for one context.
 
     Returns:
-        The same template, with ``{{ expr }}`` turned into ``{{ (expr) | _sh_<ctx> }}``
-        wherever the context is not a plain shell word (plain words keep the default
-        :func:`shlex.quote` of the command environment's finalize hook).
+        The command to run.
     """
+    if not slots.values:
+        return text
     out: list[str] = []
+    for context, heredoc, chunk in _read(text, slots.pattern):
+        if isinstance(chunk, int):
+            out.append(quote(slots.values[chunk], context, heredoc))
+        else:
+            out.append(chunk)
+    return "".join(out)
+
+
+def _read(
+    source: str, placeholder: re.Pattern[str]
+) -> list[tuple[str, str | None, str | int]]:
+    """Split the text into literal chunks and placeholders (as their index), each
+    with the shell context it stands in."""
+    chunks: list[tuple[str, str | None, str | int]] = []
     stack: list[str] = [PLAIN]
     pending: list[_Heredoc] = []
     heredoc: _Heredoc | None = None
     line_start = 0
+    literal_from = 0
     i = 0
     n = len(source)
-    while i < n:
-        if source.startswith("{{", i):
-            end = _expression_end(source, i + 2)
-            inner = source[i + 2 : end]
-            out.append(_wrap(inner, stack[-1], heredoc))
-            i = end + 2
-            continue
-        if source.startswith("{%", i) or source.startswith("{#", i):
-            close = "%}" if source[i + 1] == "%" else "#}"
-            end = source.find(close, i + 2)
-            end = n if end < 0 else end + 2
-            out.append(source[i:end])
-            i = end
-            continue
 
+    def literal(upto: int) -> None:
+        if upto > literal_from:
+            chunks.append((stack[-1], None, source[literal_from:upto]))
+
+    while i < n:
         ch = source[i]
+        if ch == "\ue000":
+            match = placeholder.match(source, i)
+            if match is not None:
+                literal(i)
+                delimiter = heredoc.delimiter if heredoc is not None else None
+                context = stack[-1]
+                if context in _BACKSLASH_ESCAPES and _odd_backslashes(source, i):
+                    context = ESCAPED
+                chunks.append((context, delimiter, int(match.group(1))))
+                i = literal_from = match.end()
+                continue
         state = stack[-1]
         if heredoc is not None:
             if ch == "\n":
@@ -83,45 +138,55 @@ def contextualise(source: str) -> str:
                         else (QUOTED_HEREDOC if heredoc.quoted else HEREDOC)
                     )
                 line_start = i + 1
-            out.append(ch)
             i += 1
             continue
-
-        if state == SINGLE:
+        if state == COMMENT:
+            if ch == "\n":
+                stack.pop()
+                continue  # the newline is read again in the enclosing state
+        elif state == SINGLE:
+            if ch == "'":
+                stack.pop()
+        elif state == ANSI:
+            if ch == "\\":
+                i += _escape_width(source, i)
+                continue
             if ch == "'":
                 stack.pop()
         elif state == DOUBLE:
-            if ch == "\\" and i + 1 < n:
-                out.append(source[i : i + 2])
-                i += 2
+            if ch == "\\":
+                i += _escape_width(source, i)
                 continue
             if ch == '"':
                 stack.pop()
             elif source.startswith("$(", i):
                 stack.append(PLAIN)
-                out.append("$(")
                 i += 2
                 continue
             elif ch == "`":
-                stack.append("backtick")
+                stack.append(BACKTICK)
         else:  # plain, or inside $( ) / backticks
-            if ch == "\\" and i + 1 < n:
-                out.append(source[i : i + 2])
+            if ch == "\\":
+                i += _escape_width(source, i)
+                continue
+            if ch == "#" and (i == 0 or source[i - 1] in _WORD_BREAK):
+                stack.append(COMMENT)
+            elif source.startswith("$'", i):
+                stack.append(ANSI)
                 i += 2
                 continue
-            if ch == "'":
+            elif ch == "'":
                 stack.append(SINGLE)
             elif ch == '"':
                 stack.append(DOUBLE)
-            elif ch == "`" and state == "backtick":
+            elif ch == "`" and state == BACKTICK:
                 stack.pop()
             elif ch == "`":
-                stack.append("backtick")
+                stack.append(BACKTICK)
             elif ch == ")" and len(stack) > 1 and state == PLAIN:
                 stack.pop()
             elif source.startswith("$(", i):
                 stack.append(PLAIN)
-                out.append("$(")
                 i += 2
                 continue
             elif source.startswith("<<", i) and not source.startswith("<<<", i):
@@ -132,7 +197,6 @@ def contextualise(source: str) -> str:
                         match.group(4) is None or source[match.start(4) - 1] == "\\"
                     )
                     pending.append(_Heredoc(word, quoted, bool(match.group(1))))
-                    out.append(match.group(0))
                     i = match.end()
                     continue
             elif ch == "\n":
@@ -140,40 +204,31 @@ def contextualise(source: str) -> str:
                 if pending and len(stack) == 1:
                     heredoc = pending.pop(0)
                     stack[-1] = QUOTED_HEREDOC if heredoc.quoted else HEREDOC
-        out.append(ch)
         i += 1
-    return "".join(out)
+    literal(n)
+    return chunks
 
 
-def _expression_end(source: str, start: int) -> int:
-    """Index of the ``}}`` closing an expression, skipping string literals in it."""
-    i = start
-    quote: str | None = None
-    while i < len(source):
-        ch = source[i]
-        if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif source.startswith("}}", i):
-            return i
-        i += 1
-    return len(source)
+_BACKSLASH_ESCAPES = frozenset({PLAIN, BACKTICK, DOUBLE, ANSI, HEREDOC})
 
 
-def _wrap(inner: str, state: str, heredoc: _Heredoc | None) -> str:
-    left = "-" if inner.startswith("-") else ""
-    right = "-" if inner.endswith("-") else ""
-    body = inner[len(left) : len(inner) - len(right)] if right else inner[len(left) :]
-    if state in (PLAIN, "backtick") or _RAW.search(body.strip()):
-        return "{{" + inner + "}}"
-    if state in (HEREDOC, QUOTED_HEREDOC):
-        assert heredoc is not None
-        delimiter = heredoc.delimiter.replace("\\", "\\\\").replace("'", "\\'")
-        args = f"('{delimiter}')"
-        return "{{" + left + f" ({body.strip()}) | _sh_{state}{args} " + right + "}}"
-    return "{{" + left + f" ({body.strip()}) | _sh_{state} " + right + "}}"
+def _escape_width(source: str, i: int) -> int:
+    """How far a backslash at ``i`` reaches: over the next character, unless that
+    starts a placeholder (which is read next, as an escaped one)."""
+    return 1 if source.startswith("\ue000", i + 1) else 2
+
+
+def _odd_backslashes(source: str, i: int) -> bool:
+    count = 0
+    while i - count - 1 >= 0 and source[i - count - 1] == "\\":
+        count += 1
+    return count % 2 == 1
+
+
+def contexts_of(text: str, slots: Slots) -> Sequence[str]:
+    """The context of each placeholder in order (for tests and diagnostics)."""
+    return [
+        context
+        for context, _, chunk in _read(text, slots.pattern)
+        if isinstance(chunk, int)
+    ]

@@ -9,9 +9,11 @@ repetition and powers are capped, and the rendered text has a size limit.
 Two rules make substitution safe where it matters:
 
 * In command fields (``command=True``) every substituted value is quoted for the shell
-  context it lands in (:mod:`haloterm.engine.shellquote`): :func:`shlex.quote` as a
-  plain word, escaped inside double quotes, inside single quotes and in
-  here-documents, unless the author passed it through the ``raw`` filter. A ticket
+  context it lands in, as read from the rendered command
+  (:mod:`haloterm.engine.shellquote`): :func:`shlex.quote` as a plain word, escaped
+  inside double, single and ``$'...'`` quotes and in here-documents, one line in a
+  comment, unless the author passed it through the ``raw`` filter. Where no quoting
+  holds (inside backticks, right after a backslash) the render is refused. A ticket
   title such as ``$(touch /tmp/x)`` stays literal text wherever it is placed.
 * An expression that renders to none inside a string is an error, never ``None``.
 * A secret param arrives as a :class:`SecretValue`. In a command it never lands in the
@@ -38,7 +40,7 @@ from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from haloterm.engine.shellquote import contextualise
+from haloterm.engine import shellquote
 
 MASK = "******"
 ROOT_NAMES = frozenset({"params", "ticket", "steps", "runbook", "execution"})
@@ -149,6 +151,11 @@ def _raw_text(value: Any) -> Any:
     return value
 
 
+_slots: contextvars.ContextVar[shellquote.Slots | None] = contextvars.ContextVar(
+    "haloterm_command_slots", default=None
+)
+
+
 def _raw_command(value: Any) -> Raw:
     if isinstance(value, SecretValue):
         return Raw(f'"${value.env_name}"') if _collect(value) else Raw(MASK)
@@ -194,13 +201,48 @@ def _finalize_text(value: Any) -> Any:
 
 
 def _finalize_command(value: Any) -> str:
+    """Raw text goes in as it is; any other value stands as a placeholder until the
+    rendered command shows where it landed (see :mod:`shellquote`)."""
     if value is None:
         raise NoValueError(_NO_VALUE)
-    if isinstance(value, SecretValue):
-        return f'"${value.env_name}"' if _collect(value) else MASK
     if isinstance(value, Raw):
         return str(value)
-    return shlex.quote(str(value))
+    slots = _slots.get()
+    if slots is None:
+        raise SecurityError("a command value rendered outside a command render")
+    return slots.add(value)
+
+
+def _quote_for(value: Any, context: str, delimiter: str | None) -> str:
+    """One value, quoted for the shell context it landed in."""
+    if context == shellquote.PLAIN:
+        if isinstance(value, SecretValue):
+            return f'"${value.env_name}"' if _collect(value) else MASK
+        return shlex.quote(_text_of(value))
+    if context == shellquote.DOUBLE:
+        return _sh_double(value)
+    if context == shellquote.SINGLE:
+        return _sh_single(value)
+    if context == shellquote.ANSI:
+        # Close the $'...' string, put the value in as a word, open it again.
+        return "'" + _quote_for(value, shellquote.PLAIN, None) + "$'"
+    if context == shellquote.HEREDOC:
+        assert delimiter is not None
+        return _sh_heredoc(value, delimiter)
+    if context == shellquote.QUOTED_HEREDOC:
+        assert delimiter is not None
+        return _sh_quoted_heredoc(value, delimiter)
+    if context == shellquote.COMMENT:
+        # A newline would end the comment and run the rest: keep it one line.
+        shown = MASK if isinstance(value, SecretValue) else _text_of(value)
+        return re.sub(r"[\r\n]+", " ", shown)
+    if context == shellquote.BACKTICK:
+        raise SecurityError(
+            "a value inside `backticks` cannot be quoted safely: use $(...) instead"
+        )
+    raise SecurityError(
+        "a value right after a backslash cannot be quoted safely: drop the backslash"
+    )
 
 
 def _text_of(value: Any) -> str:
@@ -301,10 +343,6 @@ def _make_env(finalize: Callable[[Any], Any], raw: Callable[[Any], Any]) -> _San
         keep_trailing_newline=True,
     )
     env.filters["raw"] = raw
-    env.filters["_sh_double"] = _sh_double
-    env.filters["_sh_single"] = _sh_single
-    env.filters["_sh_heredoc"] = _sh_heredoc
-    env.filters["_sh_quoted_heredoc"] = _sh_quoted_heredoc
     env.globals["range"] = _budgeted_range
     return env
 
@@ -326,7 +364,7 @@ class Renderer:
             self._text_env.from_string
         )
         self._command_template = functools.lru_cache(maxsize=1024)(
-            lambda source: self._command_env.from_string(contextualise(source))
+            self._command_env.from_string
         )
         self._expression = functools.lru_cache(maxsize=1024)(
             functools.partial(
@@ -442,9 +480,14 @@ class Renderer:
                 return native.value if isinstance(native, SecretValue) else native
         compile_ = self._command_template if command else self._text_template
         budget = _budget.set([MAX_ITERATIONS])
+        slots = shellquote.Slots()
+        slotted = _slots.set(slots)
         try:
             compiled = compile_(template)
-            return _bounded_text(compiled.generate(context), template)
+            text = _bounded_text(compiled.generate(context), template)
+            if not command:
+                return text
+            return shellquote.place_values(text, slots, _quote_for)
         except TemplateError:
             raise
         except jinja2.TemplateSyntaxError as exc:
@@ -452,6 +495,7 @@ class Renderer:
         except Exception as exc:
             raise TemplateError(template, _error_text(exc)) from None
         finally:
+            _slots.reset(slotted)
             _budget.reset(budget)
 
     def _evaluate(self, template: str, expr: str, context: Mapping[str, Any]) -> Any:

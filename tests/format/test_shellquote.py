@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from haloterm.engine.shellquote import contextualise
 from haloterm.engine.templates import Renderer, SecretValue, TemplateError
 
 NASTY = [
@@ -114,6 +113,59 @@ def test_an_unset_value_is_an_error_not_the_word_none() -> None:
 
 def test_statements_and_comments_pass_through() -> None:
     source = '{% for h in hosts %}ping "{{ h }}" {% endfor %}{# note #}'
-    assert "_sh_double" in contextualise(source)
     rendered = Renderer().render(source, {"hosts": ["a b", "$x"]}, command=True)
     assert rendered.value == 'ping "a b" ping "\\$x" '
+
+
+# Commands whose quoting the shell reads differently from a naive reading of the
+# template: a quote in a comment, ANSI-C quoting, a quote only one branch emits,
+# raw text spliced in by one side of a conditional.
+TRICKY = {
+    "quote-in-comment": "# don't restart twice\nprintf '%s\\n' {{ v }}",
+    "ansi-c": "printf $'it\\'s\\n'; printf '%s\\n' {{ v }}",
+    "value-in-ansi-c": "printf '%s\\n' $'ansi: {{ v }}'",
+    "quote-in-false-branch": "printf '%s\\n' {% if false %}'{% endif %}{{ v }}",
+    "quote-in-true-branch": "printf '%s\\n' {% if true %}'x{% endif %}{{ v }}'",
+    "raw-on-the-other-side": "printf '%s\\n' \"{{ v if true else w | raw }}\"",
+    "value-in-comment": "printf '%s\\n' ok # note: {{ v }}",
+    "dollar-double": "printf '%s\\n' $\"{{ v }}\"",
+}
+TRICKY_OUT = {
+    "quote-in-comment": "{v}",
+    "ansi-c": "it's\n{v}",
+    "value-in-ansi-c": "ansi: {v}",
+    "quote-in-false-branch": "{v}",
+    "quote-in-true-branch": "x{v}",
+    "raw-on-the-other-side": "{v}",
+    "value-in-comment": "ok",
+    "dollar-double": "{v}",
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRICKY))
+@pytest.mark.parametrize("nasty", NASTY)
+def test_the_shells_reading_decides_the_quoting(
+    tmp_path: Path, case: str, nasty: str
+) -> None:
+    probe = tmp_path / "pwned"
+    value = nasty.format(probe=probe)
+    rendered = Renderer().render(TRICKY[case], {"v": value, "w": "$HOME"}, command=True)
+    out = run(rendered.value, tmp_path)
+    assert not probe.exists(), rendered.value
+    assert out.rstrip("\n") == TRICKY_OUT[case].format(v=value)
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["echo `printf %s {{ v }}`", "echo \\{{ v }}", 'echo "\\{{ v }}"'],
+)
+def test_places_no_quoting_can_hold_are_refused(template: str) -> None:
+    with pytest.raises(TemplateError, match="cannot be quoted safely"):
+        Renderer().render(template, {"v": "$(touch /tmp/x)"}, command=True)
+
+
+def test_an_escaped_backslash_before_a_value_is_fine(tmp_path: Path) -> None:
+    rendered = Renderer().render(
+        'printf "%s" "\\\\{{ v }}"', {"v": "$(x)"}, command=True
+    )
+    assert run(rendered.value, tmp_path) == "\\$(x)"
