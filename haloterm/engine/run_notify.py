@@ -66,8 +66,11 @@ def announce(
     if not entries:
         return
     extra = {"status": status, "reason": reason, "step": step}
+    # One run's notices go out in the order they happened: a slow "started" must
+    # not reach the channel after "succeeded".
+    previous = run.notify_tasks[-1] if run.notify_tasks else None
     task = asyncio.create_task(
-        _send_all(engine, run, event, entries, extra),
+        _send_all(engine, run, event, entries, extra, after=previous),
         name=f"execution-{run.execution_id}-notify-{event}",
     )
     run.notify_tasks.append(task)
@@ -86,7 +89,11 @@ async def _send_all(
     event: RunEvent,
     entries: list[RunNotify],
     extra: dict[str, Any],
+    *,
+    after: asyncio.Task[None] | None,
 ) -> None:
+    if after is not None:
+        await asyncio.wait({after})
     context = engine._template_context(run, await engine._ticket(run.ticket_id))
     context["execution"] = {**context["execution"], **extra}
     await asyncio.gather(
