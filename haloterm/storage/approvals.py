@@ -21,6 +21,7 @@ from haloterm.storage.clock import from_text, parse_time, to_text
 from haloterm.storage.core import Row, StoreCore, dumps, loads
 from haloterm.storage.errors import ApprovalRefused, NotFoundError
 from haloterm.storage.records import Approval, ApprovalDecision, Decision
+from haloterm.textsafe import visible_controls
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class ApprovalStore(StoreCore):
         if min_approvals < 1:
             raise ValueError("min_approvals must be at least 1")
         now = self._now_text()
+        # The message is rendered from params and ticket fields: untrusted text.
+        message = visible_controls(message)
         shown = summary or {}
         digest = params_hash(shown)
         values = (
@@ -270,6 +273,8 @@ class ApprovalStore(StoreCore):
             raise ValueError(f"unknown decision {decision!r}")
         role_set = set(roles)
         now = self.now()
+        if comment is not None:
+            comment = visible_controls(comment)
 
         def decide(conn: sqlite3.Connection) -> Approval:
             row = conn.execute(

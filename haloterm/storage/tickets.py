@@ -20,6 +20,7 @@ from haloterm.storage.records import (
     TicketQuery,
     TicketSort,
 )
+from haloterm.textsafe import visible_controls, visible_tree
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ class TicketStore(StoreCore):
         """Create a ticket (status ``open``), with a ``created`` event and an audit row.
 
         Args:
-            title: one line; untrusted text, stored as given.
+            title: one line; untrusted text, stored with control characters
+                made visible (:mod:`haloterm.textsafe`), as are the description
+                and fields.
             type: ``incident``, ``request``, ``change`` ...
             priority: ``P1`` (most urgent) to ``P4``.
             description: free text.
@@ -84,6 +87,9 @@ class TicketStore(StoreCore):
         """
         _check_priority(priority)
         now = self._now_text()
+        title = visible_controls(title, one_line=True)
+        description = visible_controls(description)
+        fields = visible_tree(fields or {})
 
         def insert(conn: sqlite3.Connection) -> int:
             try:
@@ -148,6 +154,12 @@ class TicketStore(StoreCore):
         if status is not None and status not in _STATUSES:
             raise ValueError(f"unknown ticket status {status!r}")
         now = self._now_text()
+        if title is not None:
+            title = visible_controls(title, one_line=True)
+        if fields is not None:
+            fields = visible_tree(fields)
+        if note is not None:
+            note = visible_controls(note)
 
         def update(conn: sqlite3.Connection) -> Ticket:
             old = _ticket_or_raise(conn, ticket_id, self)
@@ -215,6 +227,7 @@ class TicketStore(StoreCore):
             NotFoundError: there is no such ticket.
         """
         now = self._now_text()
+        data = visible_tree(data)
 
         def insert(conn: sqlite3.Connection) -> TicketEvent:
             _ticket_or_raise(conn, ticket_id, self)

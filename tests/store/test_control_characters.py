@@ -1,0 +1,99 @@
+"""Control characters in untrusted ticket and approval text are stored visible, so
+no terminal that shows them obeys them (a title, a cleared screen, a clipboard)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from haloterm.storage import Store
+from haloterm.textsafe import visible_controls
+
+OSC_TITLE = "T \x1b]0;pwned-by-ticket\x07"
+CLEAR = "\x1b[2J\x1b[H"
+CLIPBOARD = "\x1b]52;c;ZWNobyBoaQ==\x07"
+
+
+def _no_controls(text: str) -> bool:
+    return not any(ord(ch) < 0x20 and ch not in "\n\t" for ch in text) and not any(
+        0x7F <= ord(ch) <= 0x9F for ch in text
+    )
+
+
+def test_ticket_text_is_stored_with_controls_made_visible(store: Store) -> None:
+    ticket_id = store.create_ticket(
+        title=OSC_TITLE + "\nsecond line",
+        description="before " + CLEAR + " after\n\tindented",
+        fields={"note" + CLEAR: CLIPBOARD, "nested": [{"x": "\x9b31m"}]},
+        actor="intake",
+    )
+    ticket = store.get_ticket(ticket_id)
+    assert ticket is not None
+    assert ticket.title == "T ␛]0;pwned-by-ticket␇␊second line"
+    assert ticket.description == "before ␛[2J␛[H after\n\tindented"
+    assert ticket.fields == {
+        "note␛[2J␛[H": "␛]52;c;ZWNobyBoaQ==␇",
+        "nested": [{"x": "\ufffd31m"}],
+    }
+    updated = store.update_ticket(
+        ticket_id, actor="bob", title=CLEAR, note=OSC_TITLE, fields={"k": CLEAR}
+    )
+    assert updated.title == "␛[2J␛[H"
+    assert updated.fields["k"] == "␛[2J␛[H"
+    for event in store.ticket_history(ticket_id):
+        assert _no_controls(json.dumps(event.data, ensure_ascii=False))
+
+
+def test_visible_controls_keeps_lines_unless_asked() -> None:
+    assert visible_controls("a\nb\tc\x00\x7f") == "a\nb\tc␀␡"
+    assert visible_controls("a\nb\tc", one_line=True) == "a␊b␉c"
+
+
+def test_the_cli_never_prints_a_stored_escape(tmp_path: Path) -> None:
+    env = {**os.environ, "HALOTERM_DB": str(tmp_path / "s.db")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "haloterm", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+
+    made = cli("ticket", "new", "--title", OSC_TITLE + CLEAR, "--type", "incident")
+    assert made.returncode == 0, made.stderr
+    listed = cli("ticket", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "pwned-by-ticket" in listed.stdout
+    assert "\x1b" not in listed.stdout and "\x07" not in listed.stdout
+
+
+def test_an_approval_message_and_comment_are_stored_visible(store: Store) -> None:
+    execution = store.create_execution(
+        runbook="rb",
+        version=1,
+        params={},
+        secret_params=[],
+        trigger="manual",
+        operator="alice",
+        step_ids=["gate"],
+    )
+    store.create_approval(
+        execution_id=execution.id,
+        step_id="gate",
+        approvers=["bob"],
+        message="Restart " + OSC_TITLE,
+        deadline=None,
+        min_approvals=1,
+        allow_self_approval=False,
+        requested_by="alice",
+    )
+    decided = store.decide_approval(
+        execution.id, "gate", actor="bob", decision="rejected", comment="no " + CLEAR
+    )
+    assert decided.message == "Restart T ␛]0;pwned-by-ticket␇"
+    assert decided.comment == "no ␛[2J␛[H"
