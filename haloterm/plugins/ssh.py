@@ -15,10 +15,11 @@ How a command runs on each host:
   ``/dev/null``; there is no tty unless ``tty: true``.
 * Environment: ``PAGER``/``GIT_PAGER``/``SYSTEMD_PAGER``/``MANPAGER`` are ``cat`` and
   the step's ``env`` is applied, both as wrapper arguments (never through SSH ``env``
-  requests, which most servers refuse). Secret variables (``ctx.secret_env``) never
-  appear in the command line: the wrapper reads them from the channel's stdin
-  (octal-escaped, decoded by the shell's ``printf %b`` builtin) before the command
-  starts, and the command then gets ``/dev/null`` or the step's ``stdin``.
+  requests, which most servers refuse). Secret variables (``ctx.secret_env``, and any
+  ``env`` entry whose value holds a secret) never appear in the command line: the
+  wrapper reads them from the channel's stdin (octal-escaped, decoded by the shell's
+  ``printf %b`` builtin) before the command starts, and the command then gets
+  ``/dev/null`` or the step's ``stdin``.
 * Output bytes go to ``ctx.output(stream, host=...)`` as they arrive; nothing is
   decoded here.
 * After the exit status arrives, the channel gets :data:`EOF_GRACE` seconds to close;
@@ -116,7 +117,8 @@ class SshInputs(ActionInputs):
     """Remote user; default from the inventory, then ``~/.ssh/config``, then local."""
     port: int | None = Field(default=None, ge=1, le=65535)
     env: dict[str, str] = Field(default_factory=dict)
-    """Extra environment for the command (not for secrets: those come from params)."""
+    """Extra environment for the command; an entry holding a secret travels the way
+    secret params do (over the channel, never in the exec request)."""
     stdin: str | None = None
     """Text fed to the command's stdin; without it, stdin is /dev/null."""
     tty: bool = False
@@ -341,6 +343,16 @@ def build_exec(
     )
 
 
+def _secret_env(inputs: SshInputs, ctx: ActionContext) -> dict[str, str]:
+    """The variables that must not travel in the exec request: the command's secret
+    params, and any ``env`` entry whose value holds a secret."""
+    found = dict(ctx.secret_env)
+    for name, value in inputs.env.items():
+        if ctx.mask(value) != value:
+            found[name] = value
+    return found
+
+
 def secret_header(secret_env: Mapping[str, str]) -> bytes:
     """What the wrapper reads from stdin before the command starts."""
     lines = [str(len(secret_env))]
@@ -398,7 +410,7 @@ class SshAction(Action):
             names = expand_hosts(inputs.hosts, inventory, groups)
         except HostResolutionError as exc:
             raise ActionError(str(exc)) from None
-        if inputs.tty and ctx.secret_env:
+        if inputs.tty and _secret_env(inputs, ctx):
             raise ActionError(
                 "secrets cannot be passed to a tty session (its input is echoed); "
                 "set tty: false"
@@ -531,10 +543,12 @@ class SshAction(Action):
         out = ctx.output("stdout", host=target.name)
         err = ctx.output("stderr", host=target.name)
         session = _HostSession(out, err, inputs.tty)
-        secrets = bool(ctx.secret_env)
+        secret_env = _secret_env(inputs, ctx)
+        plain_env = {k: v for k, v in inputs.env.items() if k not in secret_env}
+        secrets = bool(secret_env)
         command = build_exec(
             inputs.command,
-            {**PAGER_ENV, **inputs.env},
+            {**PAGER_ENV, **plain_env},
             secrets=secrets,
             stdin_null=inputs.stdin is None,
         )
@@ -561,7 +575,7 @@ class SshAction(Action):
 
         try:
             if secrets:
-                chan.write(secret_header(ctx.secret_env))
+                chan.write(secret_header(secret_env))
             if inputs.stdin is not None:
                 chan.write(inputs.stdin.encode())
             chan.write_eof()

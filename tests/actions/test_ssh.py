@@ -234,6 +234,28 @@ async def test_secrets_reach_the_env_but_not_the_command_line(
         assert "zq9" not in received
 
 
+async def test_an_env_entry_holding_a_secret_travels_like_one(
+    server: SshTestServer, make_ctx: MakeCtx
+) -> None:
+    """A secret param rendered into ``env`` reaches the remote environment, never
+    the exec request (remote ps, sshd logs)."""
+    secret = "Pq4Lk9zXw2"
+    ctx = make_ctx({"web-01": server}, secrets={"pw": secret})
+    result = await run_ssh(
+        ctx,
+        hosts=["web-01"],
+        command=f'[ "$DB_PASSWORD" = {secret[:4]}"{secret[4:]}" ] && echo match;'
+        ' echo "$PLAIN"',
+        env={"DB_PASSWORD": secret, "PLAIN": "visible"},
+    )
+    assert result.passed
+    assert ctx.lines("stdout", host="web-01") == ["match", "visible"]
+    assert server.commands
+    for received in server.commands:
+        assert secret not in received
+        assert "PLAIN=visible" in received
+
+
 def test_exec_line_keeps_command_and_env_quoted() -> None:
     line = build_exec("echo 'a b'", {"X": "1 2"}, secrets=True, stdin_null=True)
     assert line.startswith("exec /bin/sh -c ")
