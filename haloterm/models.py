@@ -358,6 +358,9 @@ class Execution(BaseModel):
     version: int
     status: ExecutionStatus
     params: dict[str, Any] = Field(default_factory=dict)
+    secret_params: list[str] = Field(default_factory=list)
+    """Params whose values were never stored: the runbook's secrets, and a child's
+    params that carried one of its parent's secrets."""
     trigger: str = "manual"
     ticket_id: int | None = None
     operator: str

@@ -39,7 +39,6 @@ from haloterm.models import (
     Execution,
     ExecutionStatus,
     Goto,
-    ParamType,
     Runbook,
     RunRunbook,
     Step,
@@ -97,6 +96,8 @@ class RunState:
     parent_id: int | None
     params: dict[str, Any]
     masker: SecretMasker
+    secret_names: frozenset[str] = frozenset()
+    """Params handled as secrets: the runbook's, and those carrying a parent's."""
     steps: dict[str, StepRun] = field(default_factory=dict)
     task: asyncio.Task[ExecutionStatus] | None = None
     seq: Callable[[], int] = field(default_factory=lambda: itertools.count(1).__next__)
@@ -170,8 +171,14 @@ class Engine:
         ticket_id: int | None = None,
         version: int | None = None,
         parent: tuple[int, str] | None = None,
+        carried: SecretMasker | None = None,
     ) -> int:
         """Validate, record and start an execution; returns its id.
+
+        Args:
+            carried: the parent's masker, for a child run: a param whose value
+                holds one of the parent's secrets is kept like a secret param
+                (never stored), whatever type the child declares.
 
         Raises:
             StartError: no such runbook (or version), or a single-instance runbook is
@@ -195,8 +202,15 @@ class Engine:
         if ticket_id is not None and await self._ticket(ticket_id) is None:
             raise StartError(f"no ticket {ticket_id}")
 
-        secret_names = sorted(book.secret_params)
-        stored_params = {k: v for k, v in values.items() if k not in book.secret_params}
+        hidden = set(book.secret_params)
+        if carried is not None:
+            hidden |= {
+                name
+                for name, value in values.items()
+                if value is not None and carried.mask(str(value)) != str(value)
+            }
+        secret_names = sorted(hidden)
+        stored_params = {k: v for k, v in values.items() if k not in hidden}
         execution = await self.store.call(
             self.store.create_execution,
             runbook=book.name,
@@ -489,14 +503,15 @@ class Engine:
         book = stored.runbook
         values = dict(execution.params)
         given = {**self.secrets, **(secrets or {})}
-        missing = sorted(n for n in book.secret_params if n not in given)
+        hidden = set(book.secret_params) | set(execution.secret_params)
+        missing = sorted(n for n in hidden if n not in given)
         if missing:
             raise StartError(
                 "secret params needed again to continue: "
                 + ", ".join(missing)
                 + " (set HALOTERM_SECRET_<NAME> or the secrets file)"
             )
-        for name in book.secret_params:
+        for name in hidden:
             values[name] = given[name]
 
         step_id = from_step or execution.current_step or book.steps[0].id
@@ -574,7 +589,8 @@ class Engine:
         )
         if stored is None:
             return []
-        return sorted(n for n in stored.runbook.secret_params if n not in self.secrets)
+        hidden = set(stored.runbook.secret_params) | set(execution.secret_params)
+        return sorted(n for n in hidden if n not in self.secrets)
 
     async def shutdown(self, *, detach: bool = True) -> None:
         """Stop owning runs.
@@ -602,7 +618,8 @@ class Engine:
     def _new_state(
         self, execution: Execution, book: Runbook, values: dict[str, Any]
     ) -> RunState:
-        secrets = [str(values[n]) for n in book.secret_params if values.get(n)]
+        hidden = set(book.secret_params) | set(execution.secret_params)
+        secrets = [str(values[n]) for n in hidden if values.get(n)]
         masker = SecretMasker([*secrets, *self.secrets.values()])
         run = RunState(
             execution_id=execution.id,
@@ -614,6 +631,7 @@ class Engine:
             parent_id=execution.parent_id,
             params=values,
             masker=masker,
+            secret_names=frozenset(hidden),
         )
         self._runs[execution.id] = run
         return run
@@ -1017,12 +1035,7 @@ class Engine:
     def _template_context(self, run: RunState, ticket: Any) -> dict[str, Any]:
         params: dict[str, Any] = {}
         for name, value in run.params.items():
-            param = run.runbook.params.get(name)
-            if (
-                param is not None
-                and param.type is ParamType.SECRET
-                and value is not None
-            ):
+            if name in run.secret_names and value is not None:
                 params[name] = SecretValue(name, str(value))
             else:
                 params[name] = value
@@ -1073,6 +1086,7 @@ class Engine:
                 trigger=f"runbook:{run.runbook.name}#{run.execution_id}",
                 ticket_id=run.ticket_id,
                 parent=(run.execution_id, step_id),
+                carried=run.masker,
             )
         except (StartError, ValueError) as exc:
             raise ActionError(f"child runbook {runbook}: {exc}") from None

@@ -314,6 +314,7 @@ def _execution(row: Row) -> Execution:
         version=row["version"],
         status=ExecutionStatus(row["status"]),
         params=loads(row["params"], {}),
+        secret_params=loads(row["secret_params"], []),
         trigger=row["trigger"],
         ticket_id=row["ticket_id"],
         operator=row["operator"],

@@ -344,6 +344,53 @@ async def test_child_runbook_outputs_return_to_the_parent(
     assert "child says hi" in texts
 
 
+async def test_a_parent_secret_passed_to_a_child_param_is_never_stored(
+    svc: Services, add_runbook: AddRunbook, tmp_path: Path
+) -> None:
+    """The child declares a plain string, but the value holds the parent's secret:
+    the child keeps it like a secret param (C27)."""
+    add_runbook(
+        """
+        name: child-str
+        params:
+          v: {type: string, required: true}
+        steps:
+          - id: use
+            action: shell
+            with: {command: "echo got {{ params.v }}; xargs -0 echo </proc/$$/cmdline"}
+        """
+    )
+    add_runbook(
+        """
+        name: passes-secret
+        params:
+          tok: {type: secret, required: true}
+        steps:
+          - id: call
+            action: runbook
+            with: {runbook: child-str, params: {v: "x-{{ params.tok }}-y"}}
+        """
+    )
+    secret = "Qw7RtY3uIo9p"
+    execution_id = await svc.engine.start(
+        "passes-secret", {"tok": secret}, operator="alice"
+    )
+    assert await svc.engine.wait(execution_id) is ExecutionStatus.SUCCEEDED
+    (child,) = svc.store.child_executions(execution_id)
+    assert child.params == {}
+    assert child.secret_params == ["v"]
+    texts = [line.text for line in svc.store.get_logs(child.id)]
+    assert texts[:1] == ["got ******"]
+    # It reached the child's command through the environment, not its argv.
+    assert "HALOTERM_SECRET_V" in texts[1]
+    svc.store.flush()
+    assert _files_holding(tmp_path, secret) == []
+
+
+def _files_holding(folder: Path, text: str) -> list[str]:
+    return [p.name for p in folder.glob("store.db*") if text.encode() in p.read_bytes()]
+
+
 async def test_runtime_child_depth_cap_names_the_whole_chain(
     svc: Services, add_runbook: AddRunbook
 ) -> None:
