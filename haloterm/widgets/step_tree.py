@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.timer import Timer
@@ -125,6 +126,9 @@ class StepTree(Tree[StepNode]):
         self._hosts: dict[tuple[str, str], TreeNode[StepNode]] = {}
         self._children: dict[int, TreeNode[StepNode]] = {}
         self._timer: Timer | None = None
+        self.follow = True
+        """Move the cursor to the step that starts running or waiting, until the
+        operator moves it themselves."""
 
     def on_mount(self) -> None:
         if self.spinning and self.app.animation_level != "none":
@@ -201,6 +205,8 @@ class StepTree(Tree[StepNode]):
         data.finished_at = state.finished_at
         node.set_label(self._label(data))
         self._ensure_ticking()
+        if self.follow and not state.host and data.status in ("running", "waiting"):
+            self.move_cursor(node, animate=False)
 
     def _host_node(
         self, parent: TreeNode[StepNode], step_id: str, host: str
@@ -325,6 +331,36 @@ class StepTree(Tree[StepNode]):
         return " ".join(parts)
 
     # ------------------------------------------------------------------ keys
+
+    # The operator moving the cursor stops it following the run.
+
+    def action_cursor_up(self) -> None:
+        self.follow = False
+        super().action_cursor_up()
+
+    def action_cursor_down(self) -> None:
+        self.follow = False
+        super().action_cursor_down()
+
+    def action_page_up(self) -> None:
+        self.follow = False
+        super().action_page_up()
+
+    def action_page_down(self) -> None:
+        self.follow = False
+        super().action_page_down()
+
+    def action_scroll_home(self) -> None:
+        self.follow = False
+        super().action_scroll_home()
+
+    def action_scroll_end(self) -> None:
+        self.follow = False
+        super().action_scroll_end()
+
+    async def _on_click(self, event: events.Click) -> None:
+        self.follow = False
+        await super()._on_click(event)
 
     def action_select_cursor(self) -> None:
         node = self.cursor_node

@@ -58,7 +58,7 @@ async def test_a_run_owned_by_another_console_is_followed_live(
             assert label(screen, "talk").startswith("✔ passed")
             assert app.waiting_approvals == 1
             # alice decides here; bob's process, which owns the run, carries on.
-            await pilot.press("down", "y")
+            await pilot.press("y")  # the cursor followed the run to the gate
             assert isinstance(app.screen, CommentScreen)
             await pilot.press(*"fine", "enter")
             await wait_for(

@@ -173,6 +173,8 @@ async def test_live_run_shows_statuses_and_sanitised_log(
     async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
         screen = await open_run(pilot, app, "colours")
         await wait_for(pilot, finished(screen), what="run end")
+        # The cursor followed the run to its last step; back to the first one.
+        await pilot.press("home")
         await wait_for(
             pilot,
             lambda: "failed" in label(screen, "soft-fail"),
@@ -223,6 +225,7 @@ async def test_log_search_finds_and_escape_closes_it(
     async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
         screen = await open_run(pilot, app, "colours")
         await wait_for(pilot, finished(screen))
+        await pilot.press("home")
         view = screen.query_one(LogView)
         await wait_for(pilot, lambda: view.line_count >= 6)
         await pilot.press("slash", *"nginx", "enter")
@@ -635,6 +638,8 @@ def test_snapshot_live_run(
         app.animation_level = "none"
         screen = await open_run(pilot, app, "snap")
         await wait_for(pilot, lambda: "running" in label(screen, "nap"))
+        # The cursor followed the run to nap; the picture is of the first step.
+        await pilot.press("home")
         view = screen.query_one(LogView)
         await wait_for(pilot, lambda: view.line_count >= 3, what="log")
         await settle(pilot)
@@ -664,3 +669,41 @@ def test_snapshot_waiting_approval(
     assert snap_compare(
         create_app(services), terminal_size=(100, 30), run_before=run_before
     )
+
+
+FOLLOW = """
+name: follow-me
+steps:
+  - id: first
+    action: shell
+    with: {command: "echo first"}
+  - id: second
+    action: shell
+    with: {command: "echo second"}
+  - id: ask
+    action: approval
+    with: {approvers: ["alice"], message: "Go?", allow_self_approval: true}
+"""
+
+
+async def test_the_cursor_follows_the_live_step_until_moved(
+    services: Services, tmp_path: Path
+) -> None:
+    add_runbook(services, tmp_path, FOLLOW)
+
+    async def scenario(pilot: Pilot[None], app: HalotermApp) -> None:
+        screen = await open_run(pilot, app, "follow-me")
+        tree = screen.query_one(StepTree)
+        await wait_for(pilot, lambda: "waiting" in label(screen, "ask"))
+        await wait_for(pilot, lambda: screen.log_pane.scope is not None)
+        selected = tree.selected
+        assert selected is not None and selected.step_id == "ask"
+        # The waiting step is under the cursor: y decides it at once.
+        assert screen.check_action("approve", ()) is True
+        await pilot.press("up")
+        assert not tree.follow
+        selected = tree.selected
+        assert selected is not None and selected.step_id == "second"
+        await app.services.engine.cancel(screen.execution_id, actor="alice")
+
+    await drive(services, scenario)
