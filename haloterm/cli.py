@@ -928,7 +928,10 @@ def ticket_list(ctx: Ctx, filter_text: str, limit: int, as_json: bool) -> None:
     """List tickets, most recently updated first."""
     from haloterm.storage import parse_ticket_filter
 
-    query = parse_ticket_filter(filter_text).model_copy(update={"limit": limit})
+    try:
+        query = parse_ticket_filter(filter_text).model_copy(update={"limit": limit})
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--filter") from None
     with services(ctx) as svc:
         page = svc.store.query_tickets(query)
     if as_json:

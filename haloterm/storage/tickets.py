@@ -423,7 +423,12 @@ def parse_ticket_filter(text: str) -> TicketQuery:
     ``priority:P1,P2 status:open disk full`` filters on priority and status and
     looks for "disk" and "full" in titles. Keys: ``priority``, ``status``, ``type``,
     ``category``, ``sort`` (``updated_at``, ``created_at``, ``priority``, ``id``) and
-    ``order`` (``asc``/``desc``). Anything else is free text.
+    ``order`` (``asc``/``desc``). Anything else is free text (titles hold colons:
+    ``[FIRING:1]``, ``app-03:8080``).
+
+    Raises:
+        ValueError: a priority, status, sort or order that does not exist, named
+            with the values that do (a typo must not read as "no tickets").
     """
     terms: dict[str, list[str]] = {}
     words: list[str] = []
@@ -435,16 +440,30 @@ def parse_ticket_filter(text: str) -> TicketQuery:
         if sep and key in _FILTER_KEYS and values:
             if key == "priority":
                 values = [v.upper() for v in values]
+                _check_terms(key, values, PRIORITIES)
             elif key in ("status", "type"):
                 values = [v.lower() for v in values]
+                if key == "status":
+                    _check_terms(key, values, sorted(_STATUSES))
             terms.setdefault(key, []).extend(values)
-        elif sep and key == "sort" and value in get_args(TicketSort):
+        elif sep and key == "sort":
+            _check_terms(key, [value], get_args(TicketSort))
             extra["sort"] = value
-        elif sep and key == "order" and value.lower() in ("asc", "desc"):
+        elif sep and key == "order":
+            _check_terms(key, [value.lower()], ("asc", "desc"))
             extra["descending"] = value.lower() == "desc"
         else:
             words.append(token)
     return TicketQuery(text=" ".join(words), **terms, **extra)
+
+
+def _check_terms(key: str, values: Sequence[str], known: Sequence[str]) -> None:
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(
+            f"{key}:{','.join(unknown)} matches nothing: {key} is one of "
+            + ", ".join(known)
+        )
 
 
 def _check_priority(priority: str) -> None:

@@ -145,6 +145,23 @@ def test_parse_ticket_filter() -> None:
     assert (q.category, q.sort, q.descending) == (["web"], "priority", False)
     assert q.text == "host:db-02 priority:"
     assert parse_ticket_filter("") == TicketQuery()
+    assert (
+        parse_ticket_filter("[FIRING:1] app-03:8080").text == "[FIRING:1] app-03:8080"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("status:opn", "status is one of acknowledged, closed"),
+        ("priority:P1,P9", "priority:P9 matches nothing"),
+        ("sort:size", "sort is one of updated_at"),
+        ("order:up", "order is one of asc, desc"),
+    ],
+)
+def test_a_filter_typo_is_an_error_not_an_empty_list(text: str, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        parse_ticket_filter(text)
 
 
 def _fill(store: Store, count: int) -> None:

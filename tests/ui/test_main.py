@@ -160,6 +160,14 @@ async def test_filter_bar_applies_and_clears(services: Services) -> None:
         await wait_for(pilot, lambda: table.row_count == 6, what="cleared from list")
         assert "filter:" not in _title(app)
         assert app.screen.check_action("clear_filter", ()) is False
+        # A typo in a known term is an error, not an empty list.
+        await pilot.press("slash", *"status:opn", "enter")
+        await wait_for(
+            pilot,
+            lambda: any("status is one of" in n.message for n in app._notifications),
+            what="filter error",
+        )
+        assert table.row_count == 6
 
 
 async def test_sort_cycles_and_reverses(services: Services) -> None:
