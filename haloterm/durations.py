@@ -7,6 +7,9 @@ import re
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+MAX_DAYS = 3660
+"""The longest duration taken (ten years): beyond it timers overflow, and nothing
+an operator waits for is that long."""
 
 
 def parse_duration(value: object) -> float:
@@ -20,13 +23,15 @@ def parse_duration(value: object) -> float:
         The duration in seconds.
 
     Raises:
-        ValueError: the value is not a string of the form ``<number><unit>...``.
+        ValueError: the value is not a string of the form ``<number><unit>...``,
+            or is longer than :data:`MAX_DAYS` days.
     """
     if isinstance(value, bool) or not isinstance(value, str):
         kind = type(value).__name__
+        example = f'"{value}s"' if isinstance(value, int | float) else '"90s"'
         raise ValueError(
-            f'must be a duration string like "90s" or "5m", not the {kind} '
-            f"{value!r} (quote it: YAML reads 1:30 as 90)"
+            f"must be a duration with a unit, like {example} or \"5m\", not the "
+            f"{kind} {value!r} (bare numbers are refused: YAML reads 1:30 as 90)"
         )
     text = value.strip().replace(" ", "")
     if not text or not _WHOLE.fullmatch(text):
@@ -34,7 +39,10 @@ def parse_duration(value: object) -> float:
             f'"{value}" is not a duration; use a number and a unit: '
             '"500ms", "30s", "5m", "1h", "1h30m", "2d"'
         )
-    return sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+    seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+    if seconds > MAX_DAYS * 86400:
+        raise ValueError(f'"{value}" is longer than {MAX_DAYS}d, the longest taken')
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

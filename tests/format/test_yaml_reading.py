@@ -46,7 +46,7 @@ def test_c19_every_problem_with_line_column_and_path(registry: ActionRegistry) -
     assert "unquoted `NO` is read as the boolean false" in messages[1]
     assert "unquoted `0755` is read as the number 493 (octal)" in messages[2]
     assert "unquoted `22:30` is read as the number 1350 (base 60)" in messages[3]
-    assert 'must be a duration string like "90s"' in messages[4]
+    assert 'must be a duration with a unit, like "90s"' in messages[4]
     assert messages[5] == "duplicate key `retries` (first at line 14); remove one"
     assert messages[6] == "duplicate step id `stop` (first at line 10)"
     assert str(caught.value).splitlines()[5] == (
@@ -248,3 +248,14 @@ def test_folded_scalars_fold_to_spaces() -> None:
         "      command: >-\n        echo one\n        two three\n"
     )
     assert runbook.steps[0].with_["command"] == "echo one two three"
+
+
+def test_a_duration_past_ten_years_is_refused_at_load(registry: ActionRegistry) -> None:
+    """A timer that long would overflow when the step runs; say so at load."""
+    found = problems(
+        "name: long\nsteps:\n  - id: nap\n    action: shell\n"
+        '    with: {command: "true"}\n    timeout: "99999999999d"\n',
+        registry,
+    )
+    assert [(line, path) for line, _, path, _ in found] == [(6, "steps[0].timeout")]
+    assert "longer than 3660d" in found[0][3]
