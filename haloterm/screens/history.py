@@ -292,6 +292,25 @@ cursor reaches the bottom. `e` exports the current tab to CSV or JSON.
         ):
             self.load_runs(self.run_filter, None)
 
+    def on_store_changed(self) -> None:
+        """Runs of other processes start and end without an event here: re-read
+        the first page when it is all that is shown (called by the app)."""
+        if len(self.runs) <= PAGE:
+            self._check_runs(self.run_filter, list(self.runs))
+
+    @work(thread=True, exclusive=True, group="history-check", exit_on_error=False)
+    def _check_runs(self, run_filter: RunFilter, shown: list[Execution]) -> None:
+        page = self.services.store.list_executions(**run_filter.kwargs(), limit=PAGE)
+        if page != shown:
+            self.app.call_from_thread(self._replace_runs, run_filter, page)
+
+    def _replace_runs(self, run_filter: RunFilter, page: list[Execution]) -> None:
+        table = self.query_one("#runs", DataTable)
+        keep = table.cursor_row
+        self._show_runs(run_filter, None, page)
+        if table.row_count:
+            table.move_cursor(row=min(keep, table.row_count - 1), animate=False)
+
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         table = "#audit" if event.pane.id == "audit-tab" else "#runs"

@@ -9,6 +9,7 @@ from pathlib import Path
 from haloterm.app import create_app
 from haloterm.screens.approvals import ApprovalsScreen
 from haloterm.screens.dialogs import CommentScreen
+from haloterm.screens.history import HistoryScreen
 from haloterm.screens.run import RunScreen
 from haloterm.screens.ticket import TicketScreen
 from haloterm.services import Services
@@ -108,6 +109,35 @@ async def test_another_consoles_ticket_edit_and_approval_show_up(
             await bob.engine.start("elsewhere", {}, operator="bob")
             await wait_for(
                 pilot, lambda: len(queue.waiting) == 1, what="bob's approval"
+            )
+    finally:
+        await bob.stop()
+
+
+async def test_history_shows_another_consoles_runs_start_and_end(
+    services: Services, open_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    add_runbook(services, tmp_path, ELSEWHERE)
+    bob = open_services("bob")
+    await bob.start()
+    app = create_app(services)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("h")
+            history = app.screen
+            assert isinstance(history, HistoryScreen)
+            await wait_for(pilot, lambda: history.runs == [])
+            execution_id = await bob.engine.start("elsewhere", {}, operator="bob")
+            await wait_for(
+                pilot,
+                lambda: [r.status.value for r in history.runs] == ["waiting"],
+                what="bob's run, waiting",
+            )
+            await bob.engine.cancel(execution_id, actor="bob")
+            await wait_for(
+                pilot,
+                lambda: [r.status.value for r in history.runs] == ["cancelled"],
+                what="bob's run, cancelled",
             )
     finally:
         await bob.stop()
