@@ -18,13 +18,15 @@ from haloterm.logsetup import setup_logging
 
 
 def _open_headless(ctx: Ctx) -> Any:
+    """Open the store for a service (worker, intake). Nothing is seeded: the demo
+    tickets and the examples' rules have no place in a store that runs unattended."""
     from haloterm.services import Services
     from haloterm.storage import StoreError
 
     try:
         settings = load_settings()
         setup_logging(settings.log_level, stderr=True)
-        return Services.open(ctx.db, settings=settings)
+        return Services.open(ctx.db, settings=settings, seed=False)
     except (ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -15,7 +15,7 @@ from typing import IO
 import pytest
 
 from haloterm.services import Services
-from haloterm.storage import Store
+from haloterm.storage import Store, TicketQuery
 from tests.engine.conftest import make_settings
 
 RULED = """
@@ -150,3 +150,24 @@ def test_two_workers_fire_once_and_the_survivor_takes_over(
         ]
         assert len(ticking) == len(started)
         assert len({e.id for e in ticking}) == len({r.execution_id for r in started})
+
+
+def test_a_worker_on_a_new_store_seeds_no_demo_data(tmp_path: Path) -> None:
+    """The examples' tickets and rules have no place in a store run unattended."""
+    fresh = tmp_path / "fresh.db"
+    env = {**os.environ, "HALOTERM_DB": str(fresh)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "haloterm", "worker", "--drain-timeout", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait("the worker's store", fresh.exists)
+        with Store.open(fresh) as store:
+            _wait("the worker's lease", lambda: _holder_pid(store) == proc.pid)
+            assert store.list_runbooks() == []
+            assert store.count_tickets(TicketQuery()) == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
