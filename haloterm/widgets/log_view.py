@@ -197,7 +197,14 @@ class LogView(ScrollView, can_focus=True):
         self.virtual_size = Size(self._width, len(self._entries))
         if self.follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
+            # A line wider than the view brings a horizontal scrollbar, which takes
+            # rows only once laid out: scroll again then, so the last line shows.
+            self.call_after_refresh(self._keep_end)
         self.refresh()
+
+    def _keep_end(self) -> None:
+        if self.follow and self.scroll_offset.y < self.max_scroll_y:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def watch_follow(self, follow: bool) -> None:
         if follow:

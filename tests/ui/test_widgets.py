@@ -282,6 +282,24 @@ async def test_log_view_is_bounded_cuts_long_lines_and_skips_seen() -> None:
         assert view.follow and view.scroll_offset.y == view.max_scroll_y
 
 
+async def test_following_shows_the_last_line_when_a_wide_one_brings_a_scrollbar() -> (
+    None
+):
+    """The horizontal scrollbar a wide line brings takes rows: the last line stays
+    in view all the same."""
+    app = LogApp()
+    async with app.run_test(size=(40, 10)) as pilot:
+        view = app.query_one(LogView)
+        view.append(lines(f"line {i}" for i in range(30)))
+        await pilot.pause()
+        view.append(lines(["a" * 39 + "z" * 30, "END-MARK"], start=31))
+        await pilot.pause()
+        await pilot.pause()
+        height = view.scrollable_content_region.height
+        assert height < 10  # the scrollbar is there
+        assert rendered(view, height - 1) == "END-MARK"
+
+
 async def test_log_view_search_and_sources() -> None:
     app = LogApp()
     async with app.run_test(size=(80, 10)) as pilot:
