@@ -22,6 +22,7 @@ from haloterm.widgets.ticket_table import PAGE_SIZE, SORT_COLUMNS, TicketTable
 if TYPE_CHECKING:
     from haloterm.app import HalotermApp
     from haloterm.models import Execution, Ticket
+    from haloterm.screens.ticket import Suggestion
 
 SORTS = ("updated_at", "created_at", "priority", "id")
 _SORT_NAMES = {
@@ -58,7 +59,13 @@ class MainScreen(Screen[None]):
             "3", "sort_by('updated_at')", "By update", id="sort-update", show=False
         ),
         Binding("4", "sort_by('id')", "By number", id="sort-number", show=False),
-        Binding("r", "run_runbook", "Run", id="start-run", tooltip="Run the runbook"),
+        Binding(
+            "r",
+            "run_runbook",
+            "Run",
+            id="start-run",
+            tooltip="The selected runbook, or the one that fits the selected ticket",
+        ),
         Binding(
             "escape",
             "clear_filter",
@@ -185,6 +192,8 @@ class MainScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "run_runbook":
+            if self.focused is self.tickets:
+                return self.tickets.selected_ticket is not None or None
             return self.focused is self.runbooks or None
         if action == "clear_filter":
             return bool(self.tickets.filter_text)
@@ -198,12 +207,39 @@ class MainScreen(Screen[None]):
         self.refresh_bindings()
 
     def action_run_runbook(self) -> None:
-        """Open the run form for the selected runbook."""
+        """Open the run form: for the selected runbook, or, in the ticket list, for
+        the runbook whose rules fit the selected ticket, params filled from it."""
         from haloterm.screens.run_form import RunForm
 
+        if self.focused is self.tickets:
+            ticket = self.tickets.selected_ticket
+            if ticket is not None:
+                self._run_fitting(ticket)
+            return
         name = self.runbooks.selected_name
         if name is not None:
             self.app.push_screen(RunForm(name))
+
+    @work(thread=True, exclusive=True, group="run-fitting", exit_on_error=False)
+    def _run_fitting(self, ticket: Ticket) -> None:
+        from haloterm.screens.ticket import suggestions_for
+
+        found = suggestions_for(self.app.services.store, ticket)
+        self.app.call_from_thread(self._open_fitting, ticket, found)
+
+    def _open_fitting(self, ticket: Ticket, found: list[Suggestion]) -> None:
+        from haloterm.screens.run_form import RunForm
+
+        if not found or not found[0].matched:
+            self.notify(
+                f"No runbook's rules fit ticket #{ticket.id}: Enter opens it to pick "
+                "one, Tab goes to the runbook list.",
+                markup=False,
+            )
+            return
+        best = found[0]
+        form = RunForm(best.name, ticket_id=ticket.id, params=best.params)
+        self.app.push_screen(form)
 
     def action_filter(self) -> None:
         """Open the filter bar."""

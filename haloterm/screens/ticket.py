@@ -27,7 +27,7 @@ from haloterm.widgets.ticket_table import age
 
 if TYPE_CHECKING:
     from haloterm.app import HalotermApp
-    from haloterm.storage import TicketEvent
+    from haloterm.storage import Store, TicketEvent
 
 logger = logging.getLogger(__name__)
 
@@ -172,15 +172,7 @@ class TicketScreen(Screen[None]):
             return None
         history = store.ticket_history(self.ticket_id)
         runs = store.list_executions(ticket_id=self.ticket_id, limit=50)
-        runbooks = []
-        for summary in store.list_runbooks():
-            stored = store.get_runbook(summary.name)
-            if stored is not None and summary.enabled:
-                runbooks.append(stored.runbook)
-        matches = matching_runbooks(ticket, runbooks)
-        return TicketView(
-            ticket, history, runs, _suggestions(ticket, matches, runbooks)
-        )
+        return TicketView(ticket, history, runs, suggestions_for(store, ticket))
 
     def _show(self, view: TicketView) -> None:
         self.view = view
@@ -307,6 +299,17 @@ class TicketScreen(Screen[None]):
         store = self.app.services.store
         store.update_ticket(self.ticket_id, actor=self.app.operator, **changes)
         self.app.call_from_thread(self.load_ticket)
+
+
+def suggestions_for(store: Store, ticket: Ticket) -> list[Suggestion]:
+    """The enabled runbooks for a ticket: those whose rules fit it first, with
+    params filled from it, then the others (reads the store: call in a thread)."""
+    runbooks = []
+    for summary in store.list_runbooks():
+        stored = store.get_runbook(summary.name)
+        if stored is not None and summary.enabled:
+            runbooks.append(stored.runbook)
+    return _suggestions(ticket, matching_runbooks(ticket, runbooks), runbooks)
 
 
 def _suggestions(

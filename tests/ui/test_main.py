@@ -13,6 +13,7 @@ from textual.widgets.data_table import ColumnKey
 from haloterm.app import create_app
 from haloterm.engine.events import LogLine
 from haloterm.screens.main import MainScreen
+from haloterm.screens.run_form import RunForm
 from haloterm.screens.ticket import TicketScreen
 from haloterm.services import Services
 from haloterm.widgets.filter_bar import FilterBar
@@ -317,3 +318,33 @@ async def test_home_and_end_go_to_the_first_and_last_runbook(
         assert runbooks.cursor_row == 4
         await pilot.press("home")
         assert runbooks.cursor_row == 0
+
+
+async def test_r_in_the_ticket_list_runs_the_runbook_that_fits_the_ticket(
+    services: Services,
+) -> None:
+    app = create_app(services)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_for(pilot, lambda: table.row_count == 6)
+        await pilot.press("slash", *"priority:P1", "enter")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunForm), what="form")
+        form = app.screen
+        assert isinstance(form, RunForm)
+        assert form.runbook_name == "restart-demo-service"
+        assert form.ticket_id == table.selected_ticket.id  # type: ignore[union-attr]
+        await pilot.press("escape")
+        # A ticket no rule fits: say so, and how to pick one.
+        await pilot.press("escape", "slash", *"type:problem", "enter")
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.press("r")
+        await wait_for(
+            pilot,
+            lambda: any(
+                "No runbook's rules fit" in n.message for n in app._notifications
+            ),
+            what="no-fit notice",
+        )
+        assert not isinstance(app.screen, RunForm)

@@ -123,7 +123,7 @@ def test_approvals_queue(
 def test_help_screen(snap_compare: SnapCompare, services: Services) -> None:
     """Help over the main screen at 80x24: "Keys: Tickets and runbooks", then two
     columns: "On this screen" (First, Last, Newest P1, Filter, Sort, Reverse, the
-    four sorts, Run marked "not now") with tooltips, and "Anywhere" (Quit, Help,
+    four sorts, Run) with tooltips, and "Anywhere" (Quit, Help,
     Approvals, History, Schedules, palette) above "Moving around" (cursor keys)."""
 
     async def run_before(pilot: Pilot[None]) -> None:
