@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from haloterm.config import os_user
 from haloterm.storage.clock import from_text, parse_time, to_text
 from haloterm.storage.core import Row, StoreCore, dumps, loads
 from haloterm.storage.errors import ApprovalRefused, NotFoundError
@@ -428,12 +429,13 @@ def params_hash(summary: dict[str, Any]) -> str:
 
 
 def terminal_origin() -> str:
-    """Where this process acts from: host and pid, its terminal, its SSH client.
+    """Where this process acts from: host and pid, OS account, terminal, SSH client.
 
     Recorded with each approval request and decision, so the audit says which
     terminal (``/dev/pts/3``) or SSH connection a click came from.
     """
-    parts = [f"{socket.gethostname()}:{os.getpid()}"]
+    # The OS account too: an operator acting as another (act_as) is named by it.
+    parts = [f"{socket.gethostname()}:{os.getpid()}", f"account {os_user()}"]
     for fd in (0, 1, 2):
         try:
             parts.append(f"tty {os.ttyname(fd)}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from haloterm.config import Operator
+from haloterm.config import Operator, os_user
 from haloterm.engine.events import Notice
 from haloterm.models import ExecutionStatus, StepStatus
 from haloterm.services import Services
@@ -191,6 +191,8 @@ async def test_the_approver_is_shown_what_runs_next_with_secrets_masked(
     assert decided.actor == "carol"
     assert decided.detail["params_hash"] == pending.params_hash
     assert decided.origin and str(os.getpid()) in decided.origin
+    # carol is who decided; the OS account acting as her is named too.
+    assert f"account {os_user()}" in decided.origin
     requested = next(r for r in audit if r.action == "approval.request")
     assert requested.detail["params_hash"] == pending.params_hash
     assert "hunter2-secret" not in json.dumps([r.detail for r in audit])
