@@ -53,7 +53,7 @@ from haloterm.plugins.base import (
     ChildResult,
     StepResult,
 )
-from haloterm.storage import Approval
+from haloterm.storage import Approval, ApprovalRefused
 
 if TYPE_CHECKING:
     from haloterm.config import Settings
@@ -388,16 +388,33 @@ class Engine:
         if decision == "rejected" and not (comment and comment.strip()):
             raise ValueError("a rejection needs a comment")
         roles = self.settings.roles_of(actor)
-        approval = await self.store.call(
-            self.store.decide_approval,
-            execution_id,
-            step_id,
-            actor=actor,
-            decision=decision,
-            comment=comment,
-            roles=roles,
-            origin=self.origin,
-        )
+        try:
+            approval = await self.store.call(
+                self.store.decide_approval,
+                execution_id,
+                step_id,
+                actor=actor,
+                decision=decision,
+                comment=comment,
+                roles=roles,
+                origin=self.origin,
+            )
+        except ApprovalRefused as refused:
+            # A refused attempt is part of the record too: who tried, from where.
+            await self.store.call(
+                self.store.audit,
+                actor=actor,
+                action="approval.refused",
+                target_type="execution",
+                target_id=execution_id,
+                detail={
+                    "step": step_id,
+                    "decision": decision,
+                    "reason": refused.reason,
+                },
+                origin=self.origin,
+            )
+            raise
         self.bus.publish(
             ApprovalChanged(execution_id, step_id, approval.status, decided_by=actor)
         )

@@ -76,6 +76,13 @@ async def test_self_approval_and_non_approvers_are_refused(
         await svc.engine.decide(
             execution_id, "approve", actor="alice", decision="approved"
         )
+    # Each refused attempt is on the record: who, what, why.
+    audit = svc.store.list_audit(target_type="execution", target_id=execution_id)
+    refused = [r for r in audit if r.action == "approval.refused"]
+    assert sorted(r.actor for r in refused) == ["alice", "bob"]
+    assert all(r.detail["step"] == "approve" for r in refused)
+    (by_bob,) = [r for r in refused if r.actor == "bob"]
+    assert by_bob.detail["reason"] == "bob started this run and may not approve it"
     await svc.engine.cancel(execution_id, actor="bob")
 
 
