@@ -191,6 +191,12 @@ def current_operator(settings: Settings) -> str:
     if grant and (asked in grant.act_as or "*" in grant.act_as):
         return asked
     where = settings.source or config_path()
+    if grant and grant.act_as:
+        may = ", ".join(grant.act_as)
+        raise ConfigError(
+            f"HALOTERM_OPERATOR={asked}: {user} may act as {may} only "
+            f"(operators.{user}.act_as in {where})"
+        )
     raise ConfigError(
         f"HALOTERM_OPERATOR={asked}: {user} may not act as another operator "
         f"(an account that may needs operators.{user}.act_as in {where})"

@@ -51,7 +51,9 @@ def test_a_grant_names_whom_an_account_may_act_as(
     monkeypatch.setenv("HALOTERM_OPERATOR", "bob")
     assert current_operator(settings) == "bob"
     monkeypatch.setenv("HALOTERM_OPERATOR", "carol")
-    with pytest.raises(ConfigError, match="HALOTERM_OPERATOR=carol"):
+    with pytest.raises(
+        ConfigError, match=f"HALOTERM_OPERATOR=carol: {ME} may act as bob only"
+    ):
         current_operator(settings)
 
 
