@@ -59,7 +59,7 @@ async def wait_for_approval(
             deadline=deadline,
             min_approvals=request.min_approvals,
             allow_self_approval=request.allow_self_approval,
-            requested_by=run.operator,
+            requested_by=await _requested_by(engine, run),
             summary=await _approval_summary(engine, run, step_id),
             on_timeout=request.on_timeout,
             escalate_to=request.escalate_to,
@@ -255,3 +255,15 @@ def needs_process(approval: Approval, now: datetime) -> bool:
         or approval.timed_out_at(now)
         or reminder_due(approval, now)
     )
+
+
+async def _requested_by(engine: Engine, run: RunState) -> str:
+    """Who asks: the run's operator; for a run a rule fired, whoever made the
+    ticket event it fired on (so they may not approve what they set off)."""
+    if run.trigger.startswith("rule:"):
+        firing = run.trigger.removeprefix("rule:")
+        if firing.isdigit():
+            actor = await engine.store.call(engine.store.firing_actor, int(firing))
+            if actor:
+                return actor
+    return run.operator

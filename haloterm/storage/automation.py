@@ -329,6 +329,15 @@ class AutomationStore(StoreCore):
         )
         return None if row is None else parse_time(row[0])
 
+    def firing_actor(self, firing_id: int) -> str | None:
+        """Who caused a rule firing: the actor of the ticket event it fired on."""
+        row = self._row(
+            "SELECT e.actor FROM rule_firings AS f"
+            " JOIN ticket_events AS e ON e.id = f.event_id WHERE f.id = ?",
+            (firing_id,),
+        )
+        return None if row is None else str(row[0])
+
     def rule_firings(
         self,
         *,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from haloterm.automation.clock import ManualClock
 from haloterm.automation.service import Automation
 from haloterm.models import ExecutionStatus
 from haloterm.services import Services
+from haloterm.storage import ApprovalRefused
 from haloterm.storage.seed import seed_if_empty
 from tests.automation.conftest import AddRunbook
 
@@ -177,3 +180,35 @@ async def test_services_run_automation_when_asked(tmp_path: Path) -> None:
     finally:
         await svc.stop()
     assert svc.automation is None
+
+
+GATED_RULE = """
+name: gated-on-web
+triggers:
+  - on: ticket.created
+    match: {category: web}
+steps:
+  - id: gate
+    action: approval
+    with: {approvers: [alice, bob], message: "Restart?"}
+"""
+
+
+async def test_whoever_set_off_a_rule_may_not_approve_its_run(
+    svc: Services, auto: Automation, add_runbook: AddRunbook
+) -> None:
+    """alice's ticket fired the rule: the run is hers to ask for, not to approve."""
+    add_runbook(GATED_RULE)
+    _web(svc, "api down")
+    await auto.step(force=True)
+    await auto.step(force=True)
+    (execution,) = svc.store.list_executions()
+    await svc.engine.wait_until(execution.id, {ExecutionStatus.WAITING})
+    approval = svc.store.get_approval(execution.id, "gate")
+    assert approval is not None and approval.requested_by == "alice"
+    with pytest.raises(ApprovalRefused, match="alice started this run"):
+        await svc.engine.decide(
+            execution.id, "gate", actor="alice", decision="approved"
+        )
+    await svc.engine.decide(execution.id, "gate", actor="bob", decision="approved")
+    assert await svc.engine.wait(execution.id) is ExecutionStatus.SUCCEEDED
