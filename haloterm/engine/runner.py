@@ -490,7 +490,8 @@ class Engine:
             actor: who resumes it (audited).
             secrets: values of secret params for this run (asked of an operator).
             statuses: the statuses it may be taken over from; by default any
-                unfinished or failed one (and, with ``from_step``, any).
+                unfinished or failed one. A succeeded or cancelled run is never
+                resumed: its record stands as it ended.
 
         Raises:
             ClaimLost: another process owns it now (a :class:`StartError`).
@@ -502,14 +503,13 @@ class Engine:
             raise StartError(f"no execution {execution_id}")
         if execution_id in self.active:
             raise StartError(f"execution {execution_id} is already running here")
-        if (
-            execution.status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.CANCELLED)
-            and from_step is None
-        ):
-            raise StartError(f"execution {execution_id} is {execution.status.value}")
-        allowed = statuses or (
-            tuple(s.value for s in ExecutionStatus) if from_step else _RESUMABLE
-        )
+        if execution.status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.CANCELLED):
+            # Its record stands as it ended; running it again is a new run.
+            raise StartError(
+                f"execution {execution_id} {execution.status.value}: start a new run "
+                f"of {execution.runbook} instead of resuming it"
+            )
+        allowed = statuses or _RESUMABLE
         stored = await self.store.call(
             self.store.get_runbook, execution.runbook, execution.version
         )

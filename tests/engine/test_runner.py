@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from haloterm.engine import StartError
 from haloterm.engine.events import Event, ExecutionChanged, StepChanged
 from haloterm.models import ExecutionStatus, StepStatus
 from haloterm.params import ParamError
@@ -500,3 +501,22 @@ async def test_step_ids_that_match_dict_methods_still_read_as_steps(
     execution_id = await run_to_end(svc, "methods")
     texts = [line.text for line in svc.store.get_logs(execution_id)]
     assert "passed fetched" in texts
+
+
+async def test_a_finished_run_is_never_resumed_even_from_a_step(
+    svc: Services, add_runbook: AddRunbook
+) -> None:
+    add_runbook(
+        """
+        name: done-once
+        steps:
+          - id: only
+            action: shell
+            with: {command: "echo once"}
+        """
+    )
+    execution_id = await run_to_end(svc, "done-once")
+    with pytest.raises(StartError, match="succeeded: start a new run of done-once"):
+        await svc.engine.resume(execution_id, actor="alice", from_step="only")
+    execution = svc.store.get_execution(execution_id)
+    assert execution is not None and execution.status is ExecutionStatus.SUCCEEDED
