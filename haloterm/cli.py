@@ -302,13 +302,17 @@ def actions(as_json: bool) -> None:
 # --------------------------------------------------------------------------- runs
 
 
-def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+def _parse_params(pairs: tuple[str, ...], *, option: str = "-p") -> dict[str, str]:
+    """``key=value`` pairs; a key given twice is an error, not a silent overwrite."""
     params: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise click.BadParameter(f"{pair!r}: use key=value", param_hint="-p")
-        params[key.strip()] = value
+            raise click.BadParameter(f"{pair!r}: use key=value", param_hint=option)
+        if key in params:
+            raise click.BadParameter(f"{key!r} is given twice", param_hint=option)
+        params[key] = value
     return params
 
 
@@ -903,7 +907,9 @@ def ticket_new(
     fields: tuple[str, ...],
 ) -> None:
     """Open a ticket; prints its id alone."""
-    values = _parse_params(fields)
+    values = _parse_params(fields, option="--field")
+    if not title.strip():
+        raise click.BadParameter("a ticket needs a title", param_hint="--title")
     with services(ctx) as svc:
         ticket_id = svc.store.create_ticket(
             title=title,

@@ -173,7 +173,7 @@ class Intake:
         if existing is None:
             try:
                 ticket_id = self.store.create_ticket(
-                    title=title[:500],
+                    title=(title.strip() or f"{source} alert")[:500],
                     priority=priority,
                     description=description,
                     category=category,

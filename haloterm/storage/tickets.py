@@ -82,10 +82,12 @@ class TicketStore(StoreCore):
             The new ticket's id.
 
         Raises:
-            ValueError: the priority is unknown.
+            ValueError: the priority is unknown, or the title is blank.
             StoreError: another ticket already has this external key.
         """
         _check_priority(priority)
+        if not title.strip():
+            raise ValueError("a ticket needs a title")
         now = self._now_text()
         title = visible_controls(title, one_line=True)
         description = visible_controls(description)

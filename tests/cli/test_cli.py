@@ -349,3 +349,13 @@ def test_cancelling_a_waiting_run_closes_its_approval(cli: Cli) -> None:
     late = cli("approve", str(started["id"]), "ok", user="bob")
     assert late.returncode == 1
     assert "already cancelled" in late.stderr
+
+
+def test_ticket_new_refuses_a_blank_title_and_a_field_given_twice(cli: Cli) -> None:
+    blank = cli("ticket", "new", "--title", "  ")
+    assert blank.returncode == 2 and "a ticket needs a title" in blank.stderr
+    twice = cli("ticket", "new", "--title", "t", "--field", "a=1", "--field", "a=2")
+    assert twice.returncode == 2
+    assert "--field" in twice.stderr and "'a' is given twice" in twice.stderr
+    bad = cli("ticket", "new", "--title", "t", "--field", "a")
+    assert bad.returncode == 2 and "Invalid value for --field" in bad.stderr

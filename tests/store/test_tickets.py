@@ -292,3 +292,10 @@ def test_count_is_cached_until_someone_commits(store: Store, second: Store) -> N
     store.create_ticket(title="c", priority="P1", actor="alice")
     assert store.count_tickets(q) == 3
     assert store.count_tickets(TicketQuery(priority=[])) == 0
+
+
+@pytest.mark.parametrize("title", ["", "   ", "\t\n"])
+def test_a_ticket_needs_a_title(store: Store, title: str) -> None:
+    with pytest.raises(ValueError, match="needs a title"):
+        store.create_ticket(title=title, actor="alice")
+    assert store.count_tickets(TicketQuery()) == 0
