@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -123,6 +124,10 @@ class StoreCore:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # A new store is its owner's alone (SQLite gives its -wal and -shm files
+            # the same mode); an administrator can open a shared one up on purpose.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             conn = connect(path, busy_timeout=busy_timeout, query_only=False)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{path}: cannot open the store: {exc}") from None

@@ -156,3 +156,11 @@ def test_upgrading_a_first_version_file_keeps_its_log_lines(db_path: Path) -> No
         store.append_logs(store.get_logs(1)[:1])
         store.flush()
         assert store.log_count(1) == 2
+
+
+def test_a_new_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "s.db"
+    with Store.open(path) as store:
+        store.create_ticket(title="t", actor="alice")
+        for file in path.parent.iterdir():
+            assert file.stat().st_mode & 0o077 == 0, file.name
