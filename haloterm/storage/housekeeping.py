@@ -11,6 +11,7 @@ copies what it can from the WAL without waiting on readers or writers.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
@@ -69,9 +70,15 @@ def backup(store: Store, dest: Path) -> BackupReport:
             removed).
     """
     dest = Path(dest)
-    if dest.exists():
-        raise StoreError(f"{dest}: already exists; choose a new backup file")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Created here, exclusively and for its owner only: a copy of the store
+        # holds what the store holds.
+        os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        raise StoreError(f"{dest}: already exists; choose a new backup file") from None
+    except OSError as exc:
+        raise StoreError(f"{dest}: cannot create the backup: {exc.strerror}") from None
     source = connect(store.path, busy_timeout=10.0, query_only=True)
     try:
         target = sqlite3.connect(str(dest))

@@ -80,6 +80,7 @@ def test_a_backup_taken_while_writing_is_consistent(tmp_path: Path) -> None:
     assert isinstance(copied, int) and copied > 0
     with pytest.raises(StoreError, match="already exists"):
         backup(store, tmp_path / "copy.db")
+    assert (tmp_path / "copy.db").stat().st_mode & 0o077 == 0
     copy = Store.open(tmp_path / "copy.db")  # the copy opens as a store
     copy.close()
     store.close()
