@@ -30,12 +30,13 @@ from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from haloterm.config import data_dir
 from haloterm.models import Goto, OnFailure, Runbook, RunRunbook, Step, Trigger
+from haloterm.storage import SavedVersion
 from haloterm.widgets.row_table import RowTable
 
 if TYPE_CHECKING:
     from haloterm.app import HalotermApp
     from haloterm.services import Services
-    from haloterm.storage import SavedVersion, StoredRunbook
+    from haloterm.storage import StoredRunbook
 
 logger = logging.getLogger(__name__)
 
@@ -376,7 +377,9 @@ stored as a new version only once it is valid.
     @work(thread=True, exclusive=True, group="runbook-save", exit_on_error=False)
     def save_draft(self, path: Path) -> None:
         """Validate the draft; store it as a new version only when it is valid."""
-        outcome = store_draft(self.services, self.runbook_name, path)
+        outcome = store_draft(
+            self.services, self.runbook_name, path, same_definition_is_no_change=False
+        )
         if isinstance(outcome, str):
             self.app.call_from_thread(self._draft_invalid, path, outcome)
         else:
@@ -400,14 +403,26 @@ stored as a new version only once it is valid.
         self.load_versions()
 
 
-def store_draft(services: Services, name: str, path: Path) -> SavedVersion | str:
+def store_draft(
+    services: Services, name: str, path: Path, *, same_definition_is_no_change: bool
+) -> SavedVersion | str:
     """Validate a draft and store it as a new version of ``name``, then remove it.
 
+    Args:
+        services: where to store it.
+        name: the runbook the draft edits.
+        path: the draft file.
+        same_definition_is_no_change: a draft that defines exactly what the latest
+            version does stores nothing, even if its text differs (the step editor
+            writes its own layout; a comment edited in ``$EDITOR`` is a change).
+
     Returns:
-        What was saved, or the problems (one a line, with line and column) when the
-        draft is not valid; then nothing is stored and the draft stays.
+        What was saved (``created`` False when nothing was), or the problems (one a
+        line, with line and column) when the draft is not valid; then nothing is
+        stored and the draft stays.
     """
     from haloterm.loader import LoadError, load_runbook_file
+    from haloterm.storage.runbooks import definition_of
 
     try:
         runbook, _text = load_runbook_file(path, registry=services.registry)
@@ -415,6 +430,19 @@ def store_draft(services: Services, name: str, path: Path) -> SavedVersion | str
             return (
                 f"{path}:1:1: name: the draft is named {runbook.name!r}; "
                 f"keep {name!r} (a new name is a new runbook)"
+            )
+        latest = services.store.get_runbook(name)
+        if (
+            same_definition_is_no_change
+            and latest is not None
+            and definition_of(latest.runbook) == definition_of(runbook)
+        ):
+            path.unlink(missing_ok=True)
+            return SavedVersion(
+                name=name,
+                version=latest.version,
+                created=False,
+                content_hash=latest.content_hash,
             )
         saved = services.import_runbook(path)
     except LoadError as error:

@@ -325,6 +325,10 @@ class StepEditorScreen(Screen[bool]):
     def action_save(self) -> None:
         from haloterm.screens.runbook import draft_path
 
+        if not self.changed:
+            self.notify("Nothing changed: nothing stored.", markup=False)
+            self.dismiss(False)
+            return
         path = draft_path(self.stored.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.source(), encoding="utf-8")
@@ -334,7 +338,11 @@ class StepEditorScreen(Screen[bool]):
         from haloterm.screens.runbook import store_draft
 
         outcome = await self.services.store.call(
-            store_draft, self.services, self.stored.name, path
+            store_draft,
+            self.services,
+            self.stored.name,
+            path,
+            same_definition_is_no_change=True,
         )
         if isinstance(outcome, str):
             box = self.query_one("#editor-problems", Static)
@@ -343,7 +351,13 @@ class StepEditorScreen(Screen[bool]):
             box.update(text)
             box.display = True
             return
-        self.notify(f"Saved {outcome.name} v{outcome.version}.", markup=False)
+        if outcome.created:
+            self.notify(f"Saved {outcome.name} v{outcome.version}.", markup=False)
+        else:
+            self.notify(
+                f"The steps define what v{outcome.version} does: nothing stored.",
+                markup=False,
+            )
         self.dismiss(outcome.created)
 
     def action_leave(self) -> None:

@@ -318,6 +318,33 @@ async def test_step_editor_reorders_and_refuses_an_invalid_result(
         assert step_ids(services) == ["report", "prune"]
 
 
+async def test_step_editor_stores_nothing_when_the_definition_is_the_same(
+    services: Services, tmp_path: Path
+) -> None:
+    add_book(services, tmp_path, BOOK)
+    app = create_app(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_steps(pilot, app)
+        await pilot.press("s")  # nothing touched
+        await wait_for(
+            pilot,
+            lambda: any("Nothing changed" in n.message for n in app._notifications),
+        )
+        # Inputs opened and saved as they were: the same definition, no version.
+        await open_steps(pilot, app)
+        await pilot.press("enter")
+        assert isinstance(app.screen, StepInputsScreen)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("s")
+        await wait_for(
+            pilot,
+            lambda: any("define what v1 does" in n.message for n in app._notifications),
+        )
+        assert len(services.store.runbook_versions("tidy-logs")) == 1
+        assert not draft_path("tidy-logs").exists()
+
+
 def test_parse_value_keeps_text_fields_as_text() -> None:
     fields = ShellInputs.model_fields
     assert parse_value("NO", fields["command"]) == "NO"
