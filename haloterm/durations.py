@@ -30,7 +30,7 @@ def parse_duration(value: object) -> float:
         kind = type(value).__name__
         example = f'"{value}s"' if isinstance(value, int | float) else '"90s"'
         raise ValueError(
-            f"must be a duration with a unit, like {example} or \"5m\", not the "
+            f'must be a duration with a unit, like {example} or "5m", not the '
             f"{kind} {value!r} (bare numbers are refused: YAML reads 1:30 as 90)"
         )
     text = value.strip().replace(" ", "")
