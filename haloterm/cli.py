@@ -190,16 +190,23 @@ def validate(paths: tuple[Path, ...]) -> None:
 
     Child-runbook cycles are checked across the files given together.
     """
-    from haloterm.loader import LoadError, find_cycle, load_runbook_file
+    from haloterm.loader import (
+        LoadError,
+        child_references,
+        cycle_entry,
+        find_cycle,
+        load_runbook_file,
+        reference_problem,
+    )
     from haloterm.models import Runbook
     from haloterm.plugins.registry import default_registry
 
     registry = default_registry()
     bad = 0
-    loaded: dict[str, tuple[Path, Runbook]] = {}
+    loaded: dict[str, tuple[Path, Runbook, str]] = {}
     for path in _expand(paths):
         try:
-            runbook, _ = load_runbook_file(path, registry=registry)
+            runbook, text = load_runbook_file(path, registry=registry)
         except LoadError as exc:
             bad += 1
             click.echo(str(exc), err=True)
@@ -207,19 +214,38 @@ def validate(paths: tuple[Path, ...]) -> None:
             bad += 1
             click.echo(f"{path}: {exc.strerror or exc}", err=True)
         else:
-            loaded[runbook.name] = (path, runbook)
+            loaded[runbook.name] = (path, runbook, text)
 
     def lookup(name: str) -> Runbook | None:
         found = loaded.get(name)
         return found[1] if found else None
 
-    for path, runbook in loaded.values():
+    for path, runbook, text in loaded.values():
         cycle = find_cycle(runbook, lookup, registry)
         if cycle:
             bad += 1
-            click.echo(f"{path}: steps: cycle: {' → '.join(cycle)}", err=True)
-        else:
-            click.echo(f"{path}: ok ({runbook.name}, {len(runbook.steps)} steps)")
+            message = f"cycle: {' → '.join(cycle)}"
+            problem = reference_problem(
+                text,
+                str(path),
+                runbook,
+                registry,
+                cycle_entry(runbook.name, cycle),
+                message,
+            )
+            click.echo(str(problem), err=True)
+            continue
+        click.echo(f"{path}: ok ({runbook.name}, {len(runbook.steps)} steps)")
+        for _, child in child_references(runbook, registry):
+            if child not in loaded:
+                note = (
+                    f"warning: {child!r} is not among the files checked: it must be "
+                    "in the store (haloterm import) before this step runs"
+                )
+                problem = reference_problem(
+                    text, str(path), runbook, registry, child, note
+                )
+                click.echo(str(problem), err=True)
     if bad:
         sys.exit(EXIT_INPUT)
 

@@ -188,7 +188,12 @@ class Services:
         Raises:
             haloterm.loader.LoadError: the file does not load; nothing is stored.
         """
-        from haloterm.loader import LoadError, Problem, find_cycle
+        from haloterm.loader import (
+            LoadError,
+            cycle_entry,
+            find_cycle,
+            reference_problem,
+        )
 
         runbook, text = load_runbook_file(path, registry=self.registry)
 
@@ -200,6 +205,14 @@ class Services:
 
         cycle = find_cycle(runbook, lookup, self.registry)
         if cycle:
-            chain = " → ".join(cycle)
-            raise LoadError([Problem(str(path), 1, 1, "steps", f"cycle: {chain}")])
+            message = f"cycle: {' → '.join(cycle)}"
+            problem = reference_problem(
+                text,
+                str(path),
+                runbook,
+                self.registry,
+                cycle_entry(runbook.name, cycle),
+                message,
+            )
+            raise LoadError([problem])
         return self.store.save_runbook(runbook, text, author=self.operator)

@@ -46,9 +46,10 @@ from haloterm.loader.problems import (
     MAX_NODES,
     LoadError,
     Problem,
+    format_path,
 )
 from haloterm.loader.reading import Document
-from haloterm.models import Runbook
+from haloterm.models import Runbook, RunRunbook
 
 if TYPE_CHECKING:
     from haloterm.plugins.registry import ActionRegistry
@@ -62,8 +63,10 @@ __all__ = [
     "LoadError",
     "Problem",
     "child_references",
+    "cycle_entry",
     "find_cycle",
     "load_runbook_file",
+    "reference_problem",
     "load_runbook_text",
 ]
 
@@ -185,6 +188,49 @@ def find_cycle(
         path.append(child)
         stack.append(children(found))
     return None
+
+
+def cycle_entry(root: str, cycle: list[str]) -> str:
+    """The runbook through which ``root`` enters a cycle found by :func:`find_cycle`:
+    the next link when the cycle runs through ``root``, else the cycle's start."""
+    return cycle[1] if cycle[0] == root else cycle[0]
+
+
+def reference_problem(
+    text: str,
+    source: str,
+    runbook: Runbook,
+    registry: ActionRegistry,
+    child: str,
+    message: str,
+) -> Problem:
+    """A problem placed on the field of the step that names ``child``: its
+    ``with.runbook``, or its ``on_failure.run``.
+
+    Args:
+        text: the file's text, as loaded.
+        source: the file's name.
+        runbook: the runbook loaded from ``text``.
+        registry: the actions, to find which step refers to ``child``.
+        child: the runbook referred to (the first step naming it is the place;
+            with none, the ``steps`` key).
+        message: what is wrong.
+    """
+    doc = Document(source)
+    doc.read(text)
+    references = child_references(runbook, registry)
+    step_id = next((step for step, name in references if name == child), None)
+    if step_id is None:
+        line, column = doc.locate(("steps",), key=True)[0]
+        return Problem(source, line, column, "steps", message)
+    index = runbook.step_index(step_id)
+    failure = runbook.steps[index].on_failure
+    if isinstance(failure, RunRunbook) and failure.run == child:
+        loc: tuple[str | int, ...] = ("steps", index, "on_failure", "run")
+    else:
+        loc = ("steps", index, "with", "runbook")
+    line, column = doc.locate(loc)[0]
+    return Problem(source, line, column, format_path(loc), message)
 
 
 def _self_reference(doc: Document, runbook: Runbook, registry: ActionRegistry) -> None:

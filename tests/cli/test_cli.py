@@ -308,7 +308,26 @@ def test_validate_finds_a_cycle_across_the_files_given(cli: Cli) -> None:
     )
     result = cli("validate", str(a), str(b))
     assert result.returncode == 2
-    assert "cycle: a → b → a" in result.stderr
+    # Each is placed on the field that names the next runbook of the cycle.
+    assert f"{a}:3:46: steps[0].with.runbook: cycle: a → b → a" in result.stderr
+    assert f"{b}:3:46: steps[0].with.runbook: cycle: b → a → b" in result.stderr
+    # Importing one after the other: the second closes the cycle and is refused.
+    assert cli("import", str(a)).returncode == 0
+    refused = cli("import", str(b))
+    assert refused.returncode == 2
+    assert f"{b}:3:46: steps[0].with.runbook: cycle: b → a → b" in refused.stderr
+
+
+def test_validate_warns_of_a_child_runbook_it_cannot_see(cli: Cli) -> None:
+    a = cli.write(
+        "a.yaml",
+        "name: a\nsteps:\n  - id: call\n    action: runbook\n"
+        "    with: {runbook: nowhere}\n",
+    )
+    result = cli("validate", str(a))
+    assert result.returncode == 0
+    assert f"{a}: ok" in result.stdout
+    assert f"{a}:5:21: steps[0].with.runbook: warning: 'nowhere'" in result.stderr
 
 
 def test_cancel_from_another_process_stops_the_run_and_closes_its_approval(
