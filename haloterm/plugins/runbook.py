@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,5 +48,27 @@ class RunbookAction(Action):
             f"child execution {child.execution_id} ({inputs.runbook}) {child.status}"
         )
         if child.reason:
-            reason += f": {child.reason}"
+            reason += f": {_innermost(child.reason)}"
         return StepResult(passed=False, reason=reason, outputs=outputs)
+
+
+_NESTED = re.compile(r"child execution (\d+) \(([^)]*)\) \w+: ")
+_FOLDED = re.compile(r" \[in execution (\d+) \(([^)]*)\), (\d+) levels? down\]$")
+
+
+def _innermost(reason: str) -> str:
+    """A child's failure reason with its own children's chain folded: the deepest
+    cause once, and where it happened, not every level's words again."""
+    nested = list(_NESTED.finditer(reason))
+    if not nested:
+        return reason
+    last = nested[-1]
+    cause = reason[last.end() :]
+    where, levels = f"{last.group(1)} ({last.group(2)})", len(nested)
+    folded = _FOLDED.search(cause)
+    if folded is not None:
+        cause = cause[: folded.start()]
+        where = f"{folded.group(1)} ({folded.group(2)})"
+        levels += int(folded.group(3))
+    down = f"{levels} level{'s' if levels != 1 else ''} down"
+    return f"{cause} [in execution {where}, {down}]"

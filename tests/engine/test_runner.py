@@ -414,6 +414,11 @@ async def test_runtime_child_depth_cap_names_the_whole_chain(
     assert "depth cap 10" in deepest.reason
     assert "c → c → c" in deepest.reason
     assert len(svc.store.list_executions(limit=100)) == 10
+    # Each parent names the deepest cause once, not every level's words again.
+    assert execution.reason is not None
+    assert execution.reason.count("depth cap") == 1
+    assert execution.reason.count("child execution") == 1
+    assert f"[in execution {deepest.id} (c), 8 levels down]" in execution.reason
 
 
 async def test_on_failure_run_starts_a_recovery_runbook(
