@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from haloterm.config import ConfigError, load_settings
+from haloterm.durations import countdown
 from haloterm.logsetup import LOG_MASKER, setup_logging
 
 T = TypeVar("T")
@@ -800,12 +801,10 @@ def _deadline_text(approval: Any, now: Any) -> str:
     if approval.deadline is None:
         return "none"
     stamp = f"{approval.deadline:%Y-%m-%d %H:%M:%SZ}"
-    left = int((approval.deadline - now).total_seconds())
-    if left <= 0:
+    left = countdown(approval.deadline, now)
+    if left == "overdue":
         return f"{stamp} (timed out; no longer offered)"
-    minutes, seconds = divmod(left, 60)
-    then = f"then {approval.on_timeout}"
-    return f"{stamp} ({minutes}m{seconds:02d}s left, {then})"
+    return f"{stamp} ({left} left, then {approval.on_timeout})"
 
 
 def _may_decide_text(approval: Any, user: str, roles: set[str], now: Any) -> str:

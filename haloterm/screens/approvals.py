@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Header, Label, Static
 
+from haloterm.durations import countdown
 from haloterm.engine.events import ApprovalChanged, Event
 from haloterm.screens.dialogs import CommentScreen
 from haloterm.storage import Approval, ApprovalRefused
@@ -38,20 +39,6 @@ class Waiting:
 
     approval: Approval
     execution: Execution | None
-
-
-def countdown(deadline: datetime | None, now: datetime) -> str:
-    """Time left until a deadline: ``14m05s``, ``1h02m``, ``overdue``, ``no limit``."""
-    if deadline is None:
-        return "no limit"
-    seconds = int((deadline - now).total_seconds())
-    if seconds <= 0:
-        return "overdue"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def timed_out(approval: Approval, now: datetime) -> bool:

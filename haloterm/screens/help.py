@@ -40,7 +40,7 @@ class HelpScreen(ModalScreen[None]):
                     id="help-global",
                 )
             help_text = getattr(self.for_screen, "HELP", None)
-            about = Text(help_text.strip() if help_text else "")
+            about = Text(_reflow(help_text or ""))
             about.append("\n\nEsc or ? closes this help.", style="dim")
             yield Static(about, id="help-about")
 
@@ -95,3 +95,10 @@ class HelpScreen(ModalScreen[None]):
         if not enabled:
             line.append("  (not now)", style="dim")
         return line
+
+
+def _reflow(text: str) -> str:
+    """Prose written with line breaks in the source, as paragraphs the help box
+    wraps itself (a blank line keeps paragraphs apart)."""
+    paragraphs = [" ".join(p.split()) for p in text.strip().split("\n\n")]
+    return "\n\n".join(p for p in paragraphs if p)

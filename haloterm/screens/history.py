@@ -147,7 +147,8 @@ class HistoryScreen(Screen[None]):
     HELP = """
 Filter runs with terms like `runbook:restart-web status:failed ticket:42
 since:2026-03-01 until:2026-03-02`. Enter on a run opens it. More rows load as the
-cursor reaches the bottom. `e` exports the current tab to CSV or JSON.
+cursor reaches the bottom. `t` switches between the runs and the audit trail; `e`
+exports the current tab to CSV or JSON.
 """
 
     BINDINGS = [
@@ -155,6 +156,7 @@ cursor reaches the bottom. `e` exports the current tab to CSV or JSON.
         Binding("slash", "focus_filter", "Filter", id="filter", tooltip="Filter runs"),
         Binding("e", "export", "Export", id="export", tooltip="Save as CSV or JSON"),
         Binding("r", "reload", "Reload", id="reload", tooltip="Read again"),
+        Binding("t", "other_tab", "Runs/Audit", id="other-tab", tooltip="Switch tab"),
     ]
     """Keys of the history screen."""
 
@@ -349,6 +351,11 @@ cursor reaches the bottom. `e` exports the current tab to CSV or JSON.
             self.app.push_screen(RunScreen(int(event.row_key.value)))
 
     # ------------------------------------------------------------------ actions
+
+    def action_other_tab(self) -> None:
+        """Show the audit trail from the runs, and the runs from the audit trail."""
+        tabs = self.query_one(TabbedContent)
+        tabs.active = "runs-tab" if self._active_tab() == "audit-tab" else "audit-tab"
 
     def _active_tab(self) -> str:
         return self.query_one(TabbedContent).active or "runs-tab"

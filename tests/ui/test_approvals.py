@@ -9,7 +9,8 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
 from haloterm.app import create_app
-from haloterm.screens.approvals import ApprovalsScreen, countdown, may_decide
+from haloterm.durations import countdown
+from haloterm.screens.approvals import ApprovalsScreen, may_decide
 from haloterm.screens.dialogs import CommentScreen
 from haloterm.services import Services
 from haloterm.storage import Approval

@@ -199,7 +199,8 @@ async def test_audit_tab_lists_and_exports(services: Services) -> None:
     app = create_app(services)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_history(pilot, app)
-        screen.query_one(TabbedContent).active = "audit-tab"
+        await pilot.press("t")  # from the runs to the audit trail
+        assert screen.query_one(TabbedContent).active == "audit-tab"
         audit = screen.query_one("#audit", DataTable)
         await wait_for(pilot, lambda: audit.row_count > 0)
         assert screen.audit[0].action == "note.add"
