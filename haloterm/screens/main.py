@@ -130,6 +130,8 @@ class MainScreen(Screen[None]):
         if self.tickets.filter_text:
             text += f"  filter: {self.tickets.filter_text}"
         self.query_one("#tickets-title", Label).update(Text(text))
+        # Whether r has a ticket to run for changed with the page.
+        self.refresh_bindings()
         self.app.replay_keys()
 
     def on_runbook_list_loaded(self) -> None:

@@ -44,7 +44,7 @@ def test_main_screen(
 ) -> None:
     """Main screen: the ticket table (P1 rows bold with ▲, C28 titles shown literally,
     no bold URGENT, no link), the count line "1-9 of 9", and the runbook list with
-    last run "never"; the footer shows p, /, s keys."""
+    last run "never"; the footer shows p, /, s and r (a ticket is selected)."""
     _c28(services)
 
     async def run_before(pilot: Pilot[None]) -> None:
