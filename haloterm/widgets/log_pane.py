@@ -9,7 +9,7 @@ together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -111,8 +111,20 @@ class LogPane(Vertical):
     @work(thread=True, exclusive=True, group="load-logs", exit_on_error=False)
     def load_logs(self, scope: LogScope) -> None:
         """Read the stored lines of the scope a page at a time, oldest first."""
+        self._read_pages(scope, 0, self._append_page)
+        runs = self.store.step_runs(self.execution_id)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._loaded, scope, runs)
+
+    def _read_pages(
+        self,
+        scope: LogScope,
+        after: int,
+        deliver: Callable[[LogScope, Sequence[LogLine]], None],
+    ) -> None:
+        """Hand each page of stored lines after ``after`` to ``deliver`` in the
+        app's thread, until the last one or until this worker is cancelled."""
         worker = get_current_worker()
-        after = 0
         while not worker.is_cancelled:
             page = self.store.get_logs(
                 self.execution_id,
@@ -123,12 +135,9 @@ class LogPane(Vertical):
             )
             if page:
                 after = page[-1].seq
-                self.app.call_from_thread(self._append_page, scope, page)
+                self.app.call_from_thread(deliver, scope, page)
             if len(page) < LOG_PAGE:
                 break
-        runs = self.store.step_runs(self.execution_id)
-        if not worker.is_cancelled:
-            self.app.call_from_thread(self._loaded, scope, runs)
 
     def _append_page(self, scope: LogScope, page: Sequence[LogLine]) -> None:
         if scope == self.scope:
@@ -143,20 +152,7 @@ class LogPane(Vertical):
 
     @work(thread=True, exclusive=True, group="catch-up", exit_on_error=False)
     def _read_new(self, scope: LogScope, after: int) -> None:
-        worker = get_current_worker()
-        while not worker.is_cancelled:
-            page = self.store.get_logs(
-                self.execution_id,
-                step_id=scope.step_id,
-                host=scope.host,
-                after_seq=after,
-                limit=LOG_PAGE,
-            )
-            if page:
-                after = page[-1].seq
-                self.app.call_from_thread(self._caught_up, scope, page)
-            if len(page) < LOG_PAGE:
-                break
+        self._read_pages(scope, after, self._caught_up)
 
     def _caught_up(self, scope: LogScope, page: Sequence[LogLine]) -> None:
         # Lines already drawn (from events, if this process took the run over
