@@ -19,6 +19,7 @@ def request(
     approvers: list[str] | None = None,
     min_approvals: int = 1,
     allow_self: bool = False,
+    message: str = "Restart api on prod?",
 ) -> int:
     execution = store.create_execution(
         runbook="rb",
@@ -33,7 +34,7 @@ def request(
         execution_id=execution.id,
         step_id="approve",
         approvers=approvers or ["role:lead"],
-        message="Restart api on prod?",
+        message=message,
         deadline=clock() + timedelta(seconds=60),
         min_approvals=min_approvals,
         allow_self_approval=allow_self,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from haloterm.storage import Store
 from haloterm.textsafe import visible_controls
+from tests.store.conftest import FakeClock
+from tests.store.test_approvals import request
 
 OSC_TITLE = "T \x1b]0;pwned-by-ticket\x07"
 CLEAR = "\x1b[2J\x1b[H"
@@ -72,28 +74,14 @@ def test_the_cli_never_prints_a_stored_escape(tmp_path: Path) -> None:
     assert "\x1b" not in listed.stdout and "\x07" not in listed.stdout
 
 
-def test_an_approval_message_and_comment_are_stored_visible(store: Store) -> None:
-    execution = store.create_execution(
-        runbook="rb",
-        version=1,
-        params={},
-        secret_params=[],
-        trigger="manual",
-        operator="alice",
-        step_ids=["gate"],
-    )
-    store.create_approval(
-        execution_id=execution.id,
-        step_id="gate",
-        approvers=["bob"],
-        message="Restart " + OSC_TITLE,
-        deadline=None,
-        min_approvals=1,
-        allow_self_approval=False,
-        requested_by="alice",
+def test_an_approval_message_and_comment_are_stored_visible(
+    store: Store, clock: FakeClock
+) -> None:
+    execution_id = request(
+        store, clock, approvers=["bob"], message="Restart " + OSC_TITLE
     )
     decided = store.decide_approval(
-        execution.id, "gate", actor="bob", decision="rejected", comment="no " + CLEAR
+        execution_id, "approve", actor="bob", decision="rejected", comment="no " + CLEAR
     )
     assert decided.message == "Restart T ␛]0;pwned-by-ticket␇"
     assert decided.comment == "no ␛[2J␛[H"
