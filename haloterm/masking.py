@@ -21,6 +21,7 @@ MASK = "******"
 
 _MIN_RAW = 3
 _MIN_DERIVED = 4
+_MIN_CASE_FOLDED = 8
 _HEX_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
 
@@ -64,14 +65,23 @@ def derived_forms(secret: str) -> set[str]:
 
     Returns:
         The raw value (when at least 3 characters long) and, for values of 4 or more
-        characters, its base64 (standard and URL-safe, padded or not, and the three
-        alignments inside a longer stream), percent-encoded and JSON-escaped forms.
+        characters, its hex (either case) and, from 8 characters, its lower- and
+        upper-cased forms, its
+        base64 (standard and URL-safe, padded or not, and the three alignments inside
+        a longer stream), percent-encoded and JSON-escaped forms.
     """
     if len(secret) < _MIN_RAW:
         return set()
     forms = {secret}
     if len(secret) >= _MIN_DERIVED:
-        forms |= _base64_forms(secret.encode("utf-8"))
+        raw = secret.encode("utf-8")
+        # Hex dumps show it in either case. A host name or a header is often
+        # case-folded on the way (a URL's host shows lowercased in an error); for a
+        # short secret those forms would hide ordinary words, so only from 8 on.
+        forms |= {raw.hex(), raw.hex().upper()}
+        if len(secret) >= _MIN_CASE_FOLDED:
+            forms |= {secret.lower(), secret.upper()}
+        forms |= _base64_forms(raw)
         forms |= _url_forms(secret)
         forms |= _json_forms(secret)
     return {f for f in forms if len(f) >= _MIN_RAW}

@@ -93,6 +93,20 @@ def test_json_escaped_form() -> None:
     assert MASK in SecretMasker([non_ascii]).mask(json.dumps(non_ascii))
 
 
+def test_case_folded_and_hex_forms() -> None:
+    """A host name in an error shows lowercased; a hex dump in either case."""
+    masker = SecretMasker(["Qw7RtY3uIo9p"])
+    text = (
+        "cannot resolve host: qw7rty3uio9p.invalid; QW7RTY3UIO9P; "
+        + "Qw7RtY3uIo9p".encode().hex()
+        + " "
+        + "Qw7RtY3uIo9p".encode().hex().upper()
+    )
+    assert masker.mask(text) == (
+        "cannot resolve host: ******.invalid; ******; ****** ******"
+    )
+
+
 def test_multi_line_secret_masked_line_by_line() -> None:
     key = "-----BEGIN KEY-----\nAAAABBBBCCCC\nDDDDEEEE\n-----END KEY-----"
     masker = SecretMasker([key])
