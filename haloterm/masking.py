@@ -64,11 +64,10 @@ def derived_forms(secret: str) -> set[str]:
         secret: the clear value.
 
     Returns:
-        The raw value (when at least 3 characters long) and, for values of 4 or more
-        characters, its hex (either case) and, from 8 characters, its lower- and
-        upper-cased forms, its
-        base64 (standard and URL-safe, padded or not, and the three alignments inside
-        a longer stream), percent-encoded and JSON-escaped forms.
+        The raw value (when at least 3 characters long); for values of 4 or more
+        characters its hex (either case), base64 (standard and URL-safe, padded or
+        not, and the three alignments inside a longer stream), percent-encoded and
+        JSON-escaped forms; from 8 characters its lower- and upper-cased forms.
     """
     if len(secret) < _MIN_RAW:
         return set()
