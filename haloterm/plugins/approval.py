@@ -44,9 +44,29 @@ class ApprovalAction(Action):
     description = "Pause until an authorised operator approves"
 
     def static_check(self, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
         if inputs.get("on_timeout") == "escalate" and not inputs.get("escalate_to"):
-            return [("escalate_to", "on_timeout: escalate needs escalate_to approvers")]
-        return []
+            problems.append(
+                ("escalate_to", "on_timeout: escalate needs escalate_to approvers")
+            )
+        approvers = inputs.get("approvers")
+        needed = inputs.get("min_approvals", 1)
+        people = len(set(approvers)) if isinstance(approvers, list) else 0
+        if (
+            isinstance(approvers, list)
+            and isinstance(needed, int)
+            and not any(str(a).startswith("role:") for a in approvers)
+            and needed > people
+        ):
+            named = f"{people} person" if people == 1 else f"{people} people"
+            problems.append(
+                (
+                    "min_approvals",
+                    f"{needed} approvals needed but only {named} named: it could "
+                    "never be approved (name more, or a role:)",
+                )
+            )
+        return problems
 
     async def run(self, inputs: Any, ctx: ActionContext) -> StepResult:
         assert isinstance(inputs, ApprovalInputs)

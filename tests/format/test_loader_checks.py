@@ -136,6 +136,25 @@ def test_static_check_problems_are_located(registry: ActionRegistry) -> None:
     ]
 
 
+def test_an_approval_quorum_its_approvers_cannot_reach() -> None:
+    registry = default_registry()
+    head = "name: a\nsteps:\n  - id: g\n    action: approval\n"
+    assert problems(
+        head + "    with: {approvers: [bob, bob], min_approvals: 2}\n", registry
+    ) == [
+        (
+            5,
+            50,
+            "steps[0].with.min_approvals",
+            "2 approvals needed but only 1 person named: it could never be approved "
+            "(name more, or a role:)",
+        )
+    ]
+    # A role may hold any number of people: that is for the config to say.
+    role = "    with: {approvers: [bob, role:lead], min_approvals: 3}\n"
+    load_runbook_text(head + role, registry=registry)
+
+
 def test_template_problems(registry: ActionRegistry) -> None:
     text = """name: a
 params:
