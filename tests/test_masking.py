@@ -98,9 +98,9 @@ def test_case_folded_and_hex_forms() -> None:
     masker = SecretMasker(["Qw7RtY3uIo9p"])
     text = (
         "cannot resolve host: qw7rty3uio9p.invalid; QW7RTY3UIO9P; "
-        + "Qw7RtY3uIo9p".encode().hex()
+        + b"Qw7RtY3uIo9p".hex()
         + " "
-        + "Qw7RtY3uIo9p".encode().hex().upper()
+        + b"Qw7RtY3uIo9p".hex().upper()
     )
     assert masker.mask(text) == (
         "cannot resolve host: ******.invalid; ******; ****** ******"
