@@ -191,6 +191,7 @@ class Engine:
             raise StartError(f"no runbook named {which!r}")
         book = stored.runbook
         values = resolve_params(book, params)
+        self._check_channels(book)
         if book.single_instance:
             busy = await self.store.call(self.store.running_executions_of, book.name)
             if busy:
@@ -239,6 +240,33 @@ class Engine:
         )
         self._launch(run, start_at=0)
         return execution.id
+
+    def _check_channels(self, book: Runbook) -> None:
+        """Refuse a run whose notifications name a channel the config lacks: better
+        than failing at that step, after the steps before it changed things."""
+        from haloterm.engine.templates import is_templated
+        from haloterm.plugins.notify import resolve_channel
+
+        wanted: list[tuple[str, object]] = [
+            (f"notify[{index}]", entry.channel)
+            for index, entry in enumerate(book.notify)
+        ]
+        wanted += [
+            (f"step {step.id}", step.with_.get("channel"))
+            for step in book.steps
+            if step.action == "notify"
+        ]
+        for where, spec in wanted:
+            if not isinstance(spec, str) or is_templated(spec):
+                continue
+            try:
+                resolve_channel(spec, self.settings)
+            except ActionError as exc:
+                config = self.settings.source or "the config file"
+                raise StartError(
+                    f"{book.name}: {where}: {exc} (channels are [notify.<name>] "
+                    f"tables in {config})"
+                ) from None
 
     async def wait(self, execution_id: int) -> ExecutionStatus:
         """Wait until an execution this engine runs ends; returns its final status."""

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from haloterm.config import NotifyChannel
+from haloterm.engine import StartError
 from haloterm.loader import LoadError, load_runbook_text
 from haloterm.models import ExecutionStatus
 from haloterm.services import Services
@@ -187,7 +188,6 @@ async def test_a_broken_channel_does_not_fail_the_run(
         notify:
           - {channel: refusing, on: [start]}
           - {channel: erroring, on: [success]}
-          - {channel: nowhere, on: [success]}
           - {channel: noc, on: [success]}
         steps:
           - id: one
@@ -210,13 +210,39 @@ async def test_a_broken_channel_does_not_fail_the_run(
         for step, text in await run_lines(nsvc, execution_id)
         if step == "notify:success" and "failed" in text
     ]
-    assert sorted(failures) == [
+    assert failures == [
         "notification to erroring failed: notify erroring (webhook): "
         "HTTP 500 Internal Server Error",
-        "notification to nowhere failed: notify: unknown channel 'nowhere'",
     ]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 3
+    assert len(warnings) == 2
+
+
+async def test_a_channel_missing_from_the_config_refuses_the_run_up_front(
+    nsvc: Services, tmp_path: Path
+) -> None:
+    """Better than failing at the notify step after the steps before it ran."""
+    add(
+        nsvc,
+        tmp_path,
+        """
+        name: tells-nobody
+        notify:
+          - {channel: console, on: [start]}
+        steps:
+          - id: change
+            action: shell
+            with: {command: "true"}
+          - id: tell
+            action: notify
+            with: {channel: nowhere, message: done}
+        """,
+    )
+    with pytest.raises(
+        StartError, match="step tell: notify: unknown channel 'nowhere'"
+    ):
+        await nsvc.engine.start("tells-nobody", {}, operator="alice")
+    assert nsvc.store.list_executions() == []
 
 
 def test_the_loader_checks_the_notify_field() -> None:
