@@ -12,7 +12,7 @@ How a command runs on each host:
   SSH exec request. The wrapper reports the remote process group, exports the
   environment, and ``exec``\\ s the user's login shell on the command, so exit codes and
   signals are the command's own. Without ``stdin`` the command's stdin is
-  ``/dev/null``; there is no tty unless ``tty: true``.
+  ``/dev/null``; there is no tty unless ``tty: true`` (then stdin is the terminal).
 * Environment: ``PAGER``/``GIT_PAGER``/``SYSTEMD_PAGER``/``MANPAGER`` are ``cat`` and
   the step's ``env`` is applied, both as wrapper arguments (never through SSH ``env``
   requests, which most servers refuse). Secret variables (``ctx.secret_env``, and any
@@ -122,7 +122,9 @@ class SshInputs(ActionInputs):
     stdin: str | None = None
     """Text fed to the command's stdin; without it, stdin is /dev/null."""
     tty: bool = False
-    """Ask for a pseudo-terminal (stderr then merges into stdout)."""
+    """Ask for a pseudo-terminal: stdin, stdout and stderr are the terminal (stderr
+    merges into stdout). For commands that insist on one; a command that then
+    waits for input waits until the step's timeout."""
     concurrency: int = Field(default=50, ge=1, le=10000)
     """How many hosts run at once."""
     outcome: str = "all"
@@ -550,7 +552,8 @@ class SshAction(Action):
             inputs.command,
             {**PAGER_ENV, **plain_env},
             secrets=secrets,
-            stdin_null=inputs.stdin is None,
+            # On a tty, stdin is the terminal too: the command asked for one.
+            stdin_null=inputs.stdin is None and not inputs.tty,
         )
         try:
             chan, _ = await asyncio.wait_for(

@@ -14,7 +14,7 @@ import pytest
 
 from haloterm.config import InventoryHost, Settings
 from haloterm.models import StepStatus
-from haloterm.plugins.base import StepResult
+from haloterm.plugins.base import ActionError, StepResult
 from haloterm.plugins.ssh import (
     CONNECTION_LOST,
     NO_EXIT_STATUS,
@@ -649,6 +649,22 @@ async def test_sshd_secrets_stdin_and_pager(
     result = await run_ssh(ctx, hosts=["web-01"], command=command, stdin="fed\n")
     assert result.passed, result.reason
     assert ctx.lines("stdout", host="web-01") == [secret[::-1], "cat", "fed", "notty"]
+
+
+@pytest.mark.sshd
+async def test_sshd_tty_when_asked_and_refused_with_secrets(
+    sshd: OpenSshServer, make_ctx: MakeCtx
+) -> None:
+    """``tty: true`` gets a terminal (for commands that insist on one); a step with
+    secrets may not have one, since a tty echoes its input."""
+    ctx = make_ctx({"web-01": sshd})
+    command = "test -t 0 && test -t 1 && echo on-a-tty; echo $TERM"
+    result = await run_ssh(ctx, hosts=["web-01"], command=command, tty=True)
+    assert result.passed, result.reason
+    assert ctx.lines("stdout", host="web-01") == ["on-a-tty", "xterm"]
+    secret = make_ctx({"web-01": sshd}, secret_env={"HALOTERM_SECRET_PW": "pw-123"})
+    with pytest.raises(ActionError, match="secrets cannot be passed to a tty"):
+        await run_ssh(secret, hosts=["web-01"], command="true", tty=True)
 
 
 @pytest.mark.sshd
