@@ -285,7 +285,11 @@ async def explain_untrusted(
         )
     if not _among(offered, known_keys):
         return HostKeyChanged(_changed_reason(name, where, offered, known_keys))
-    return HostKeyError(f"host key for {name} ({where}) is on file but was refused")
+    return HostKeyError(
+        f"host key for {name} ({where}) is on file, yet a host key was refused: "
+        "if it is reached through a jump host (ProxyJump), that host's key is "
+        "unknown or changed; else the key on file is revoked"
+    )
 
 
 async def trust_host(

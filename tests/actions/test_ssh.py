@@ -668,6 +668,41 @@ async def test_sshd_tty_when_asked_and_refused_with_secrets(
 
 
 @pytest.mark.sshd
+async def test_sshd_as_a_proxyjump_host_from_ssh_config(
+    sshd: OpenSshServer,
+    server: SshTestServer,
+    identity: ClientIdentity,
+    make_ctx: MakeCtx,
+) -> None:
+    """A host reached through a jump host, as ``~/.ssh/config`` says. The jump
+    host's key is checked too: unknown, the host fails before anything runs there,
+    and the reason points at the jump host."""
+    (identity.ssh_dir / "config").write_text(
+        "Host behind\n"
+        "  HostName 127.0.0.1\n"
+        f"  Port {server.port}\n"
+        f"  User {identity.user}\n"
+        f"  ProxyJump {identity.user}@127.0.0.1:{sshd.port}\n"
+    )
+    ctx = make_ctx({})
+    result = await run_ssh(ctx, hosts=["behind"], command="echo through-the-jump")
+    assert result.passed, result.reason
+    assert ctx.lines("stdout", host="behind") == ["through-the-jump"]
+    assert server.commands
+
+    # Forget the jump host's key: the step fails on it.
+    known = identity.ssh_dir / "known_hosts"
+    kept = [line for line in known.read_text().splitlines() if line.startswith("[")]
+    known.write_text("\n".join(kept) + "\n")
+    ran = len(server.commands)
+    ctx = make_ctx({})
+    result = await run_ssh(ctx, hosts=["behind"], command="echo nope")
+    assert not result.passed
+    assert "if it is reached through a jump host (ProxyJump)" in (result.reason or "")
+    assert len(server.commands) == ran
+
+
+@pytest.mark.sshd
 async def test_sshd_c06_timeout_stops_the_remote_process(
     sshd: OpenSshServer, make_ctx: MakeCtx, tmp_path: Path
 ) -> None:
