@@ -60,6 +60,7 @@ from haloterm.plugins.ssh_hosts import (
     expand_hosts,
     explain_untrusted,
     host_target,
+    jump_hosts,
     load_known_hosts,
     resolve,
 )
@@ -226,6 +227,15 @@ def pooled_connections(execution_id: int) -> int:
     """How many connections are kept for an execution (for status screens, tests)."""
     pool = _POOLS.get(execution_id)
     return len(pool.conns) if pool else 0
+
+
+async def _close_after(
+    conn: asyncssh.SSHClientConnection, hops: list[asyncssh.SSHClientConnection]
+) -> None:
+    """Close a connection's jump hosts once it is closed."""
+    await conn.wait_closed()
+    for hop in reversed(hops):
+        hop.close()
 
 
 def _close_idle(execution_id: int, key: tuple[str, int | None, str | None]) -> None:
@@ -503,12 +513,44 @@ class SshAction(Action):
     async def _connect(
         self, run: _Run, target: HostTarget
     ) -> asyncssh.SSHClientConnection:
-        inputs, ctx = run.inputs, run.ctx
+        ctx = run.ctx
         ctx.info(f"connecting to {target.name}", host=target.name)
+        hops: list[asyncssh.SSHClientConnection] = []
+        try:
+            # Jump hosts (ProxyJump) are connected here, not by asyncssh, so their
+            # keys are checked against the same known hosts, haloterm's trust file
+            # included, and `haloterm hosts trust` can vouch for them.
+            for jump in await jump_hosts(target, run.paths):
+                try:
+                    tunnel = hops[-1] if hops else None
+                    hops.append(await self._open(run, jump, tunnel=tunnel, jump=True))
+                except ActionError as exc:
+                    raise ActionError(
+                        f"jump host {jump.name} (ProxyJump of {target.name}): {exc}"
+                    ) from None
+            conn = await self._open(run, target, tunnel=hops[-1] if hops else None)
+        except BaseException:
+            for opened in reversed(hops):
+                opened.close()
+            raise
+        if hops:
+            asyncio.get_running_loop().create_task(_close_after(conn, hops))
+        return conn
+
+    async def _open(
+        self,
+        run: _Run,
+        target: HostTarget,
+        *,
+        tunnel: asyncssh.SSHClientConnection | None,
+        jump: bool = False,
+    ) -> asyncssh.SSHClientConnection:
+        inputs = run.inputs
         try:
             return await asyncssh.connect(
                 target.connect_host,
                 target.port if target.port is not None else (),
+                tunnel=tunnel if tunnel is not None else (),
                 config=run.paths.config_files(),
                 username=target.user if target.user is not None else (),
                 known_hosts=run.known,
@@ -519,7 +561,12 @@ class SshAction(Action):
             )
         except asyncssh.HostKeyNotVerifiable:
             resolved = await resolve(target, run.paths)
-            error = await explain_untrusted(target.name, resolved, run.known)
+            error = await explain_untrusted(
+                target.name,
+                resolved,
+                run.known,
+                trust_port=target.port if jump else None,
+            )
             if isinstance(error, HostKeyError):
                 raise ActionError(error.reason) from None
             raise

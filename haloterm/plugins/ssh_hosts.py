@@ -216,6 +216,34 @@ async def resolve(target: HostTarget, paths: SshPaths) -> ResolvedHost:
     return ResolvedHost(options.host, options.port, alias or options.host, config)
 
 
+async def jump_hosts(target: HostTarget, paths: SshPaths) -> list[HostTarget]:
+    """The jump hosts ``~/.ssh/config`` puts in front of a target (``ProxyJump``),
+    first hop first; empty when it is reached directly."""
+    options = await asyncssh.SSHClientConnectionOptions.construct(
+        config=paths.config_files(),
+        host=target.connect_host,
+        port=target.port if target.port is not None else (),
+        known_hosts=None,
+        client_keys=None,
+        agent_path=None,
+    )
+    spec = options.tunnel
+    if not isinstance(spec, str) or not spec or spec.lower() == "none":
+        return []
+    hops: list[HostTarget] = []
+    for hop in spec.split(","):
+        user, _, rest = hop.strip().rpartition("@")
+        host, port = rest, None
+        if rest.startswith("["):
+            host, _, tail = rest[1:].partition("]")
+            port = int(tail[1:]) if tail.startswith(":") else None
+        elif rest.count(":") == 1:
+            host, _, number = rest.partition(":")
+            port = int(number)
+        hops.append(HostTarget(host, host, port, user or None))
+    return hops
+
+
 def trusted_keys(
     known: asyncssh.SSHKnownHosts, host: ResolvedHost
 ) -> list[asyncssh.SSHKey]:
@@ -261,9 +289,20 @@ async def fetch_host_key(
 
 
 async def explain_untrusted(
-    name: str, host: ResolvedHost, known: asyncssh.SSHKnownHosts
+    name: str,
+    host: ResolvedHost,
+    known: asyncssh.SSHKnownHosts,
+    *,
+    trust_port: int | None = None,
 ) -> HostKeyError:
     """Work out why a handshake refused a host key, for the step's reason.
+
+    Args:
+        name: the host as the step (or a ProxyJump) names it.
+        host: where the connection went.
+        known: the known hosts it was checked against.
+        trust_port: a port the trust hint must name (a jump host's, given in
+            ``ProxyJump`` rather than in the config or the inventory).
 
     Returns:
         :class:`UnknownHostKey` (no key on file; the reason shows the offered key),
@@ -281,7 +320,9 @@ async def explain_untrusted(
     if not known_keys:
         return UnknownHostKey(
             f"unknown host key: {name} {keytype} {fingerprint} ({where}); "
-            f"check the fingerprint, then trust it with: haloterm hosts trust {name}"
+            "check the fingerprint, then trust it with: haloterm hosts trust "
+            + name
+            + (f" --port {trust_port}" if trust_port is not None else "")
         )
     if not _among(offered, known_keys):
         return HostKeyChanged(_changed_reason(name, where, offered, known_keys))

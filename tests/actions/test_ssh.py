@@ -675,8 +675,9 @@ async def test_sshd_as_a_proxyjump_host_from_ssh_config(
     make_ctx: MakeCtx,
 ) -> None:
     """A host reached through a jump host, as ``~/.ssh/config`` says. The jump
-    host's key is checked too: unknown, the host fails before anything runs there,
-    and the reason points at the jump host."""
+    host's key is checked like any other: unknown, the host fails before anything
+    runs there, naming the jump host and how to trust it; trusted in haloterm's
+    own trust file, it works."""
     (identity.ssh_dir / "config").write_text(
         "Host behind\n"
         "  HostName 127.0.0.1\n"
@@ -690,16 +691,29 @@ async def test_sshd_as_a_proxyjump_host_from_ssh_config(
     assert ctx.lines("stdout", host="behind") == ["through-the-jump"]
     assert server.commands
 
-    # Forget the jump host's key: the step fails on it.
+    # Forget the jump host's key: the step fails on it, before the target runs.
     known = identity.ssh_dir / "known_hosts"
-    kept = [line for line in known.read_text().splitlines() if line.startswith("[")]
-    known.write_text("\n".join(kept) + "\n")
+    lines = known.read_text().splitlines()
+    jump_lines = [line for line in lines if not line.startswith("[")]
+    known.write_text("\n".join(line for line in lines if line.startswith("[")) + "\n")
     ran = len(server.commands)
     ctx = make_ctx({})
     result = await run_ssh(ctx, hosts=["behind"], command="echo nope")
     assert not result.passed
-    assert "if it is reached through a jump host (ProxyJump)" in (result.reason or "")
+    reason = result.reason or ""
+    assert reason.startswith("jump host 127.0.0.1 (ProxyJump of behind): ")
+    assert "unknown host key" in reason
+    assert f"haloterm hosts trust 127.0.0.1 --port {sshd.port}" in reason
     assert len(server.commands) == ran
+
+    # Trusted in haloterm's own file (what `haloterm hosts trust` writes): it works.
+    trust = SshPaths.default().trust_file
+    trust.parent.mkdir(parents=True, exist_ok=True)
+    trust.write_text("\n".join(jump_lines) + "\n")
+    ctx = make_ctx({})
+    result = await run_ssh(ctx, hosts=["behind"], command="echo trusted-jump")
+    assert result.passed, result.reason
+    assert ctx.lines("stdout", host="behind") == ["trusted-jump"]
 
 
 @pytest.mark.sshd
