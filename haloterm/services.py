@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from haloterm.config import (
+    ConfigError,
     Settings,
     current_operator,
     db_path,
@@ -60,6 +61,7 @@ class Services:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     automation: Automation | None = None
     """Rules and schedules, when :meth:`start` was asked to run them."""
+    _config_stamp: tuple[int, int] | None = None
 
     @classmethod
     def open(
@@ -111,6 +113,7 @@ class Services:
             operator=operator,
             clock=clock,
             owner_id=owner_id,
+            _config_stamp=_file_stamp(settings.source),
         )
 
     async def start(self, *, automation: bool = False) -> None:
@@ -179,8 +182,36 @@ class Services:
                 if loop.time() >= next_checkpoint:
                     next_checkpoint = loop.time() + CHECKPOINT_SECONDS
                     await self.store.call(checkpoint, self.store)
+                await asyncio.to_thread(self.reload_operators)
             except Exception:
                 logger.exception("heartbeat failed")
+
+    def reload_operators(self) -> bool:
+        """Take operators and roles from the config file again when it changed.
+
+        A role granted or taken away reaches a console or worker that is already
+        running within a heartbeat, not at its next start. Only ``operators`` is
+        taken: the rest of the config stays as the process started with it. A file
+        that no longer reads keeps the roles as they were (and says so in the log).
+
+        Returns:
+            Whether the roles were replaced.
+        """
+        path = self.settings.source
+        stamp = _file_stamp(path)
+        if path is None or stamp is None or stamp == self._config_stamp:
+            return False
+        self._config_stamp = stamp
+        try:
+            fresh = load_settings(path)
+        except ConfigError as exc:
+            logger.warning("config changed but does not read; roles kept: %s", exc)
+            return False
+        if fresh.operators == self.settings.operators:
+            return False
+        self.settings.operators = fresh.operators
+        logger.info("operators and roles reloaded from %s", path)
+        return True
 
     def import_runbook(self, path: Path) -> SavedVersion:
         """Load, validate (cycles across the store included) and save a runbook file.
@@ -216,3 +247,14 @@ class Services:
             )
             raise LoadError([problem])
         return self.store.save_runbook(runbook, text, author=self.operator)
+
+
+def _file_stamp(path: Path | None) -> tuple[int, int] | None:
+    """When a file last changed and its size, to notice an edit; None if missing."""
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size

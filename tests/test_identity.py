@@ -78,3 +78,29 @@ def test_the_command_line_refuses_an_ungranted_operator(tmp_path: Path) -> None:
     assert "HALOTERM_OPERATOR=bob" in done.stderr
     assert "may not act as another operator" in done.stderr
     assert not db.exists()
+
+
+def test_a_role_change_in_the_config_reaches_a_running_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taken away or granted, a role counts from the next heartbeat on."""
+    from haloterm.config import load_settings
+    from haloterm.services import Services
+
+    config = tmp_path / "haloterm.toml"
+    config.write_text('[operators.bob]\nroles = ["lead"]\n', encoding="utf-8")
+    monkeypatch.setenv("HALOTERM_OPERATOR", ME)
+    services = Services.open(
+        tmp_path / "s.db", settings=load_settings(config), seed=False
+    )
+    try:
+        assert services.engine.settings.roles_of("bob") == {"lead"}
+        assert not services.reload_operators()  # nothing changed yet
+        config.write_text('[operators.bob]\nroles = ["oncall"]\n', encoding="utf-8")
+        assert services.reload_operators()
+        assert services.engine.settings.roles_of("bob") == {"oncall"}
+        config.write_text("[operators.bob\n", encoding="utf-8")  # broken
+        assert not services.reload_operators()
+        assert services.engine.settings.roles_of("bob") == {"oncall"}
+    finally:
+        services.store.close()
