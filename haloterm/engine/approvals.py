@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from haloterm.engine import run_notify
 from haloterm.engine.events import ApprovalChanged, Notice
+from haloterm.engine.templates import shown_with_values
 from haloterm.masking import mask_tree
 from haloterm.models import ExecutionStatus, StepStatus
 from haloterm.plugins.base import ApprovalOutcome, ApprovalRequest
@@ -102,9 +103,11 @@ async def _approval_summary(
             continue
         try:
             action = engine.registry.get(step.action)
-            inputs = engine.renderer.render(
-                step.with_, context, command_fields=action.command_fields
-            ).value
+            inputs = shown_with_values(
+                engine.renderer.render(
+                    step.with_, context, command_fields=action.command_fields
+                )
+            )
         except Exception:
             # Inputs that read outputs of steps not run yet are shown unrendered.
             inputs = step.with_

@@ -45,6 +45,7 @@ class EngineContext(ActionContext):
         attempt: int,
         deadline: float | None,
         secret_env: Mapping[str, str],
+        command_env: Mapping[str, str],
     ) -> None:
         self._engine = engine
         self._run = run
@@ -55,6 +56,7 @@ class EngineContext(ActionContext):
         self.attempt = attempt
         self.deadline = deadline
         self.secret_env = secret_env
+        self.command_env = command_env
         self.config = engine.settings
         self.cancel_note = None
         self.log = StepLogAdapter(

@@ -109,7 +109,7 @@ async def _send(
     context: dict[str, Any],
 ) -> None:
     step_id = f"notify:{event}"
-    ctx = EngineContext(engine, run, step_id, 1, None, {})
+    ctx = EngineContext(engine, run, step_id, 1, None, {}, {})
     action = (
         engine.registry.get("notify") if "notify" in engine.registry else NotifyAction()
     )

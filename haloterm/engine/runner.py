@@ -33,7 +33,7 @@ from haloterm.engine.events import (
 )
 from haloterm.engine.logpump import LogPump
 from haloterm.engine.output import StepOutput
-from haloterm.engine.templates import Renderer, SecretValue, TemplateError
+from haloterm.engine.templates import Rendered, Renderer, SecretValue, TemplateError
 from haloterm.masking import SecretMasker, mask_tree
 from haloterm.models import (
     Execution,
@@ -848,9 +848,7 @@ class Engine:
                 exit_code=None,
                 signal=None,
             )
-            result = await self._attempt(
-                run, step, action, inputs, attempt, rendered.secret_env
-            )
+            result = await self._attempt(run, step, action, inputs, attempt, rendered)
             if result.passed or attempt == attempts:
                 break
             self._info(
@@ -871,10 +869,18 @@ class Engine:
         action: Any,
         inputs: Any,
         attempt: int,
-        secret_env: Mapping[str, str],
+        rendered: Rendered,
     ) -> StepResult:
         deadline = time.monotonic() + step.timeout if step.timeout else None
-        ctx = EngineContext(self, run, step.id, attempt, deadline, secret_env)
+        ctx = EngineContext(
+            self,
+            run,
+            step.id,
+            attempt,
+            deadline,
+            rendered.secret_env,
+            rendered.value_env,
+        )
         try:
             async with asyncio.timeout(step.timeout):
                 result: StepResult = await action.run(inputs, ctx)

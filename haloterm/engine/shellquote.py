@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+ARITHMETIC = "arithmetic"
+"""Inside ``$(( ))`` or ``(( ))``, where bash evaluates what variables hold."""
 ESCAPED = "escaped"
 """A value right after an unpaired backslash: no quoting keeps it data there."""
 PLAIN, SINGLE, DOUBLE, ANSI, BACKTICK, COMMENT, HEREDOC, QUOTED_HEREDOC = (
@@ -35,9 +37,6 @@ PLAIN, SINGLE, DOUBLE, ANSI, BACKTICK, COMMENT, HEREDOC, QUOTED_HEREDOC = (
     "quoted_heredoc",
 )
 
-_HEREDOC_START = re.compile(
-    r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([^\s;&|<>()]+))"
-)
 _WORD_BREAK = frozenset(" \t\n;&|()<>")
 
 Quoter = Callable[[Any, str, str | None], str]
@@ -93,16 +92,31 @@ def place_values(text: str, slots: Slots, quote: Quoter) -> str:
     return "".join(out)
 
 
+_SUBST = "subst"
+"""Inside ``$( )``: read as plain shell; its ``)`` ends it."""
+_PAREN = "paren"
+"""Inside a ``( )`` subshell or group within plain shell."""
+_CASE = "case"
+"""Between ``case`` and ``esac``, where a pattern's ``)`` ends nothing."""
+_PLAIN_LIKE = frozenset({PLAIN, BACKTICK, _SUBST, _PAREN, _CASE})
+_WORD = re.compile(r"[A-Za-z_]+")
+
+
 def _read(
     source: str, placeholder: re.Pattern[str]
 ) -> list[tuple[str, str | None, str | int]]:
     """Split the text into literal chunks and placeholders (as their index), each
-    with the shell context it stands in."""
+    with the shell context it stands in (and, in a here-document, its delimiter).
+
+    Contexts nest on a stack: quotes, ``$( )`` and ``( )`` (with here-documents
+    and ``case`` inside them), backticks, ``$(( ))``, comments, here-document
+    bodies (whose ``$( )`` is shell again).
+    """
     chunks: list[tuple[str, str | None, str | int]] = []
     stack: list[str] = [PLAIN]
+    docs: list[_Heredoc] = []
+    """The here-documents whose bodies are open, innermost last."""
     pending: list[_Heredoc] = []
-    heredoc: _Heredoc | None = None
-    line_start = 0
     literal_from = 0
     i = 0
     n = len(source)
@@ -117,27 +131,49 @@ def _read(
             match = placeholder.match(source, i)
             if match is not None:
                 literal(i)
-                delimiter = heredoc.delimiter if heredoc is not None else None
                 context = stack[-1]
+                if context in _PLAIN_LIKE:
+                    context = BACKTICK if context == BACKTICK else PLAIN
                 if context in _BACKSLASH_ESCAPES and _odd_backslashes(source, i):
                     context = ESCAPED
+                delimiter = docs[-1].delimiter if docs else None
                 chunks.append((context, delimiter, int(match.group(1))))
                 i = literal_from = match.end()
                 continue
         state = stack[-1]
-        if heredoc is not None:
+        if state in (HEREDOC, QUOTED_HEREDOC):
+            doc = docs[-1]
             if ch == "\n":
-                line = source[line_start:i]
-                if (
-                    line.lstrip("\t") if heredoc.strip_tabs else line
-                ) == heredoc.delimiter:
-                    heredoc = pending.pop(0) if pending else None
-                    stack[-1] = (
-                        PLAIN
-                        if heredoc is None
-                        else (QUOTED_HEREDOC if heredoc.quoted else HEREDOC)
-                    )
-                line_start = i + 1
+                line = source[source.rfind("\n", 0, i) + 1 : i]
+                if (line.lstrip("\t") if doc.strip_tabs else line) == doc.delimiter:
+                    stack.pop()
+                    docs.pop()
+                    if pending and stack[-1] in _PLAIN_LIKE:
+                        _open_doc(stack, docs, pending)
+                i += 1
+                continue
+            if state == HEREDOC:
+                # An unquoted body expands: $( ) and backticks in it are shell.
+                if ch == "\\":
+                    i += _escape_width(source, i)
+                    continue
+                if source.startswith("$((", i):
+                    stack.append(ARITHMETIC)
+                    i += 3
+                    continue
+                if source.startswith("$(", i):
+                    stack.append(_SUBST)
+                    i += 2
+                    continue
+                if ch == "`":
+                    stack.append(BACKTICK)
+            i += 1
+            continue
+        if state == ARITHMETIC:
+            if source.startswith("))", i):
+                stack.pop()
+                i += 2
+                continue
             i += 1
             continue
         if state == COMMENT:
@@ -159,18 +195,39 @@ def _read(
                 continue
             if ch == '"':
                 stack.pop()
+            elif source.startswith("$((", i):
+                stack.append(ARITHMETIC)
+                i += 3
+                continue
             elif source.startswith("$(", i):
-                stack.append(PLAIN)
+                stack.append(_SUBST)
                 i += 2
                 continue
             elif ch == "`":
                 stack.append(BACKTICK)
-        else:  # plain, or inside $( ) / backticks
+        else:  # plain shell: the top level, $( ), ( ), case, backticks
+            at_word = i == 0 or source[i - 1] in _WORD_BREAK
+            word = _WORD.match(source, i) if at_word else None
             if ch == "\\":
                 i += _escape_width(source, i)
                 continue
-            if ch == "#" and (i == 0 or source[i - 1] in _WORD_BREAK):
+            if ch == "#" and at_word:
                 stack.append(COMMENT)
+            elif (
+                word is not None and word.group() == "case" and _ends_word(source, word)
+            ):
+                stack.append(_CASE)
+                i = word.end()
+                continue
+            elif (
+                word is not None
+                and word.group() == "esac"
+                and _ends_word(source, word)
+                and state == _CASE
+            ):
+                stack.pop()
+                i = word.end()
+                continue
             elif source.startswith("$'", i):
                 stack.append(ANSI)
                 i += 2
@@ -183,30 +240,81 @@ def _read(
                 stack.pop()
             elif ch == "`":
                 stack.append(BACKTICK)
-            elif ch == ")" and len(stack) > 1 and state == PLAIN:
-                stack.pop()
+            elif source.startswith("$((", i) or (
+                at_word and source.startswith("((", i)
+            ):
+                stack.append(ARITHMETIC)
+                i += 3 if ch == "$" else 2
+                continue
             elif source.startswith("$(", i):
-                stack.append(PLAIN)
+                stack.append(_SUBST)
                 i += 2
                 continue
+            elif ch == "(" and state != _CASE:
+                stack.append(_PAREN)
+            elif ch == ")" and state in (_SUBST, _PAREN):
+                stack.pop()
             elif source.startswith("<<", i) and not source.startswith("<<<", i):
-                match = _HEREDOC_START.match(source, i)
-                if match:
-                    word = match.group(2) or match.group(3) or match.group(4) or ""
-                    quoted = (
-                        match.group(4) is None or source[match.start(4) - 1] == "\\"
-                    )
-                    pending.append(_Heredoc(word, quoted, bool(match.group(1))))
-                    i = match.end()
+                found = _heredoc_start(source, i)
+                if found is not None:
+                    doc, i = found
+                    pending.append(doc)
                     continue
-            elif ch == "\n":
-                line_start = i + 1
-                if pending and len(stack) == 1:
-                    heredoc = pending.pop(0)
-                    stack[-1] = QUOTED_HEREDOC if heredoc.quoted else HEREDOC
+            elif ch == "\n" and pending:
+                i += 1
+                _open_doc(stack, docs, pending)
+                continue
         i += 1
     literal(n)
     return chunks
+
+
+def _open_doc(stack: list[str], docs: list[_Heredoc], pending: list[_Heredoc]) -> None:
+    """Start the body of the next here-document waiting for its line."""
+    doc = pending.pop(0)
+    docs.append(doc)
+    stack.append(QUOTED_HEREDOC if doc.quoted else HEREDOC)
+
+
+def _ends_word(source: str, word: re.Match[str]) -> bool:
+    end = word.end()
+    return end == len(source) or source[end] in _WORD_BREAK
+
+
+def _heredoc_start(source: str, i: int) -> tuple[_Heredoc, int] | None:
+    """The here-document a ``<<`` at ``i`` opens, and where its word ends.
+
+    The delimiter is the word with its quotes taken out, as the shell does; any
+    quoting in the word (``'EOF'``, ``"EOF"``, ``E"OF"``, ``\\EOF``) makes the
+    body literal.
+    """
+    j = i + 2
+    strip_tabs = source.startswith("-", j)
+    if strip_tabs:
+        j += 1
+    while j < len(source) and source[j] in " \t":
+        j += 1
+    delimiter: list[str] = []
+    quoted = False
+    while j < len(source) and source[j] not in _WORD_BREAK:
+        ch = source[j]
+        if ch in "'\"":
+            close = source.find(ch, j + 1)
+            if close < 0:
+                return None
+            delimiter.append(source[j + 1 : close])
+            quoted = True
+            j = close + 1
+        elif ch == "\\" and j + 1 < len(source):
+            delimiter.append(source[j + 1])
+            quoted = True
+            j += 2
+        else:
+            delimiter.append(ch)
+            j += 1
+    if not delimiter:
+        return None
+    return _Heredoc("".join(delimiter), quoted, strip_tabs), j
 
 
 _BACKSLASH_ESCAPES = frozenset({PLAIN, BACKTICK, DOUBLE, ANSI, HEREDOC})

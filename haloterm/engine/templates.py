@@ -30,7 +30,6 @@ import contextvars
 import functools
 import operator
 import re
-import shlex
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,10 +109,36 @@ class Rendered:
     Attributes:
         value: the rendered value (same shape as the input).
         secret_env: environment variables a command needs for the secrets it uses.
+        value_env: environment variables a command needs for the other values it
+            refers to.
     """
 
     value: Any
     secret_env: dict[str, str] = field(default_factory=dict)
+    value_env: dict[str, str] = field(default_factory=dict)
+    """The values a command refers to as ``${HALOTERM_VALUE_<n>}`` (not secret)."""
+
+
+_VALUE_REF = re.compile(r"\$\{(HALOTERM_VALUE_\d+)\}")
+
+
+def shown_with_values(rendered: Rendered) -> Any:
+    """The rendered value as people read it: each ``${HALOTERM_VALUE_<n>}`` a
+    command refers to, replaced by the value it holds (for an approver's preview;
+    never run). Secret references stay references."""
+
+    def show(item: Any) -> Any:
+        if isinstance(item, str):
+            return _VALUE_REF.sub(
+                lambda m: rendered.value_env.get(m.group(1), m.group(0)), item
+            )
+        if isinstance(item, Mapping):
+            return {k: show(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [show(v) for v in item]
+        return item
+
+    return show(rendered.value)
 
 
 def is_templated(value: Any) -> bool:
@@ -151,6 +176,9 @@ def _raw_text(value: Any) -> Any:
     return value
 
 
+_values: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "haloterm_command_values", default=None
+)
 _slots: contextvars.ContextVar[shellquote.Slots | None] = contextvars.ContextVar(
     "haloterm_command_slots", default=None
 )
@@ -214,83 +242,66 @@ def _finalize_command(value: Any) -> str:
 
 
 def _quote_for(value: Any, context: str, delimiter: str | None) -> str:
-    """One value, quoted for the shell context it landed in."""
-    if context == shellquote.PLAIN:
-        if isinstance(value, SecretValue):
-            return f'"${value.env_name}"' if _collect(value) else MASK
-        return shlex.quote(_text_of(value))
-    if context == shellquote.DOUBLE:
-        return _sh_double(value)
-    if context == shellquote.SINGLE:
-        return _sh_single(value)
-    if context == shellquote.ANSI:
-        # Close the $'...' string, put the value in as a word, open it again.
-        return "'" + _quote_for(value, shellquote.PLAIN, None) + "$'"
-    if context == shellquote.HEREDOC:
-        assert delimiter is not None
-        return _sh_heredoc(value, delimiter)
+    """One value, put in the command where it landed.
+
+    The value itself never becomes shell text: the command refers to an
+    environment variable that holds it, written for the context (``"${V}"`` as a
+    word, ``${V}`` inside double quotes or a here-document, closing and reopening
+    single quotes). A wrong guess at the context can then only make the command
+    say something else, never run the value.
+    """
     if context == shellquote.QUOTED_HEREDOC:
-        assert delimiter is not None
-        return _sh_quoted_heredoc(value, delimiter)
-    if context == shellquote.COMMENT:
-        # A newline would end the comment and run the rest: keep it one line.
-        shown = MASK if isinstance(value, SecretValue) else _text_of(value)
-        return re.sub(r"[\r\n]+", " ", shown)
-    if context == shellquote.BACKTICK:
         raise SecurityError(
-            "a value inside `backticks` cannot be quoted safely: use $(...) instead"
+            "a value cannot go in a quoted here-document (nothing expands there); "
+            "use an unquoted one"
         )
-    raise SecurityError(
-        "a value right after a backslash cannot be quoted safely: drop the backslash"
-    )
+    if context == shellquote.ESCAPED:
+        raise SecurityError(
+            "a value right after a backslash cannot be quoted safely: drop the "
+            "backslash"
+        )
+    if context == shellquote.ARITHMETIC:
+        # Bash evaluates what a variable holds in arithmetic, so only a number
+        # goes there, written out.
+        text = _text_of(value.value if isinstance(value, SecretValue) else value)
+        if isinstance(value, SecretValue) or not _INTEGER.fullmatch(text.strip()):
+            raise SecurityError(
+                "only a whole number may go in shell arithmetic $(( )): make the "
+                "param an integer"
+            )
+        return text.strip()
+    name = _reference(value)
+    if context in (shellquote.DOUBLE, shellquote.HEREDOC, shellquote.COMMENT):
+        return "${" + name + "}"
+    if context == shellquote.SINGLE:
+        return "'\"${" + name + "}\"'"
+    if context == shellquote.ANSI:
+        return "'\"${" + name + "}\"$'"
+    return '"${' + name + '}"'
+
+
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _reference(value: Any) -> str:
+    """The environment variable that carries a value to the command."""
+    if isinstance(value, SecretValue):
+        if not _collect(value):
+            raise SecurityError("a secret used outside a command render")
+        return value.env_name
+    values = _values.get()
+    if values is None:
+        raise SecurityError("a command value rendered outside a command render")
+    text = _text_of(value)
+    name = f"HALOTERM_VALUE_{len(values) + 1}"
+    values[name] = text
+    return name
 
 
 def _text_of(value: Any) -> str:
     if value is None:
         raise NoValueError(_NO_VALUE)
     return str(value)
-
-
-def _sh_double(value: Any) -> Raw:
-    """For a value inside double quotes: escape what double quotes still expand."""
-    if isinstance(value, SecretValue):
-        return Raw("${" + value.env_name + "}") if _collect(value) else Raw(MASK)
-    return Raw(re.sub(r'([\\"$`])', r"\\\1", _text_of(value)))
-
-
-def _sh_single(value: Any) -> Raw:
-    """For a value inside single quotes: close, escape each quote, reopen."""
-    if isinstance(value, SecretValue):
-        if not _collect(value):
-            return Raw(MASK)
-        return Raw("'\"${" + value.env_name + "}\"'")
-    return Raw(_text_of(value).replace("'", "'\\''"))
-
-
-def _heredoc_text(value: Any, delimiter: str) -> str:
-    text = _text_of(value)
-    if any(line.strip("\t") == delimiter for line in text.split("\n")):
-        raise SecurityError(
-            f"a value holds a line that would end the here-document ({delimiter})"
-        )
-    return text
-
-
-def _sh_heredoc(value: Any, delimiter: str) -> Raw:
-    """For a value in an unquoted here-document: escape what it expands."""
-    if isinstance(value, SecretValue):
-        return Raw("${" + value.env_name + "}") if _collect(value) else Raw(MASK)
-    return Raw(re.sub(r"([\\$`])", r"\\\1", _heredoc_text(value, delimiter)))
-
-
-def _sh_quoted_heredoc(value: Any, delimiter: str) -> Raw:
-    """For a value in a quoted here-document, where nothing expands."""
-    if isinstance(value, SecretValue):
-        raise SecurityError(
-            "a secret cannot go in a quoted here-document (nothing expands there); "
-            "use an unquoted one"
-        )
-    return Raw(_heredoc_text(value, delimiter))
 
 
 class _Sandbox(SandboxedEnvironment):
@@ -404,7 +415,9 @@ class Renderer:
                 breaks a sandbox rule.
         """
         secret_env: dict[str, str] = {}
+        value_env: dict[str, str] = {}
         token = _secrets.set(secret_env)
+        values_token = _values.set(value_env)
         try:
             if command_fields and isinstance(value, Mapping):
                 rendered: Any = {
@@ -416,8 +429,9 @@ class Renderer:
             else:
                 rendered = self._render_value(value, context, command)
         finally:
+            _values.reset(values_token)
             _secrets.reset(token)
-        return Rendered(rendered, secret_env)
+        return Rendered(rendered, secret_env, value_env)
 
     def condition(self, expr: str, context: Mapping[str, Any]) -> bool:
         """Evaluate a ``when:`` condition: ``"{{ expr }}"`` or a bare expression.

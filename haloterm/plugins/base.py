@@ -25,6 +25,7 @@ import abc
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -137,6 +138,10 @@ class ActionContext(abc.ABC):
         secret_env: environment variables that carry secret values referenced from
             command templates (``$HALOTERM_SECRET_<NAME>``); pass them to the process
             environment, never to argv.
+        command_env: environment variables that carry the other values substituted
+            into command templates (``${HALOTERM_VALUE_<n>}``): the command refers to
+            them, so no value is ever read as shell text. Pass them to the process
+            environment too.
         config: haloterm's settings (inventory, notify channels, ...), read only.
         cancel_note: set by an action when cancelling could not be confirmed
             (``remote may still be running``); the engine appends it to the reason.
@@ -150,6 +155,7 @@ class ActionContext(abc.ABC):
     deadline: float | None
     log: logging.LoggerAdapter[logging.Logger]
     secret_env: Mapping[str, str]
+    command_env: Mapping[str, str] = MappingProxyType({})
     config: Any
     cancel_note: str | None = None
 

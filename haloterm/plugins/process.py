@@ -302,9 +302,14 @@ def child_env(extra: Mapping[str, str], *layers: Mapping[str, Any]) -> dict[str,
     """This process's environment without its secrets, plus ``extra`` and ``layers``.
 
     ``HALOTERM_SECRET_*`` variables are haloterm's secret store; a child gets only
-    the secrets its step references, passed in a layer.
+    the secrets its step references, passed in a layer, and only the values its
+    own command refers to (``HALOTERM_VALUE_*``).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HALOTERM_SECRET_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HALOTERM_SECRET_", "HALOTERM_VALUE_"))
+    }
     env.update(extra)
     for layer in layers:
         env.update({k: str(v) for k, v in layer.items()})

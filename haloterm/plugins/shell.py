@@ -82,7 +82,9 @@ class ShellAction(Action):
         try:
             proc = await LocalProcess.start(
                 [inputs.shell, "-c", inputs.command],
-                env=child_env(NO_PROMPTS, inputs.env, ctx.secret_env),
+                env=child_env(
+                    NO_PROMPTS, inputs.env, {**ctx.command_env, **ctx.secret_env}
+                ),
                 cwd=inputs.cwd,
                 stdin=None if inputs.stdin is None else inputs.stdin.encode(),
                 stdout=stdout,

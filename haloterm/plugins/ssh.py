@@ -593,7 +593,10 @@ class SshAction(Action):
         err = ctx.output("stderr", host=target.name)
         session = _HostSession(out, err, inputs.tty)
         secret_env = _secret_env(inputs, ctx)
-        plain_env = {k: v for k, v in inputs.env.items() if k not in secret_env}
+        plain_env = {
+            **ctx.command_env,
+            **{k: v for k, v in inputs.env.items() if k not in secret_env},
+        }
         secrets = bool(secret_env)
         command = build_exec(
             inputs.command,

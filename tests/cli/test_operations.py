@@ -33,7 +33,7 @@ def test_approvals_shows_message_what_runs_next_deadline_and_who(cli: Cli) -> No
     out = shown.stdout
     assert f"execution {execution_id} (gate) step ok, asked by alice" in out
     assert "message:  Restart web-01?" in out
-    assert 'next:     after (shell) {"command": "echo restart web-01"}' in out
+    assert 'next:     after (shell) {"command": "echo restart \\"web-01\\""}' in out
     assert '"token": "******"' in out and "t0psecret" not in out
     assert "left, then reject" in out
     assert "who:      role:lead" in out

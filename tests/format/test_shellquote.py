@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from haloterm.engine.templates import Renderer, SecretValue, TemplateError
+from haloterm.engine.templates import Rendered, Renderer, SecretValue, TemplateError
 
 NASTY = [
     "$(touch {probe}); echo hi",
@@ -52,6 +53,13 @@ def run(command: str, cwd: Path, env: dict[str, str] | None = None) -> str:
     ).stdout
 
 
+def execute(rendered: Rendered, cwd: Path) -> str:
+    """Run a rendered command with the environment it refers to, as the shell
+    action does."""
+    env = {**os.environ, **rendered.value_env, **rendered.secret_env}
+    return run(rendered.value, cwd, env)
+
+
 @pytest.mark.parametrize("context", sorted(COMMANDS))
 @pytest.mark.parametrize("nasty", NASTY)
 def test_every_context_keeps_the_value_literal(
@@ -61,12 +69,14 @@ def test_every_context_keeps_the_value_literal(
     value = nasty.format(probe=probe)
     renderer = Renderer()
     try:
-        command = renderer.render(COMMANDS[context], {"v": value}, command=True).value
+        rendered = renderer.render(COMMANDS[context], {"v": value}, command=True)
     except TemplateError as exc:
-        # Only a line that would end a here-document is refused, never run.
-        assert "heredoc" in context and "EOF" in value, exc
+        # Nothing expands in a quoted here-document: a value there is refused.
+        assert context == "quoted-heredoc", exc
         return
-    out = run(command, tmp_path)
+    assert context != "quoted-heredoc"
+    assert value not in rendered.value  # the command refers to it, never holds it
+    out = execute(rendered, tmp_path)
     expected = EXPECTED_PREFIX[context] + value + EXPECTED_SUFFIX.get(context, "")
     assert out.rstrip("\n") == expected
     assert not probe.exists()
@@ -114,7 +124,8 @@ def test_an_unset_value_is_an_error_not_the_word_none() -> None:
 def test_statements_and_comments_pass_through() -> None:
     source = '{% for h in hosts %}ping "{{ h }}" {% endfor %}{# note #}'
     rendered = Renderer().render(source, {"hosts": ["a b", "$x"]}, command=True)
-    assert rendered.value == 'ping "a b" ping "\\$x" '
+    assert rendered.value == 'ping "${HALOTERM_VALUE_1}" ping "${HALOTERM_VALUE_2}" '
+    assert rendered.value_env == {"HALOTERM_VALUE_1": "a b", "HALOTERM_VALUE_2": "$x"}
 
 
 # Commands whose quoting the shell reads differently from a naive reading of the
@@ -129,6 +140,13 @@ TRICKY = {
     "raw-on-the-other-side": "printf '%s\\n' \"{{ v if true else w | raw }}\"",
     "value-in-comment": "printf '%s\\n' ok # note: {{ v }}",
     "dollar-double": "printf '%s\\n' $\"{{ v }}\"",
+    "backticks": "printf '%s\\n' \"`printf %s {{ v }}`\"",
+    "dollar-paren-in-heredoc": "cat <<EOF\n$(printf %s {{ v }})\nEOF",
+    "heredoc-in-dollar-paren": 'printf "%s\\n" "$(cat <<EOF\n{{ v }}\nEOF\n)"',
+    "subshell-in-dollar-paren": 'printf "%s\\n" "$( (true); printf %s {{ v }})"',
+    "case-in-dollar-paren": 'printf "%s\\n" "$(case a in a) printf %s {{ v }};; esac)"',
+    "partly-quoted-delimiter": "cat <<E\"OF\"\nhi\nEOF\nprintf '%s\\n' {{ v }}",
+    "hash-in-braces": "printf '%s\\n' ${UNSET_X:-{{ v }}}",
 }
 TRICKY_OUT = {
     "quote-in-comment": "{v}",
@@ -139,6 +157,13 @@ TRICKY_OUT = {
     "raw-on-the-other-side": "{v}",
     "value-in-comment": "ok",
     "dollar-double": "{v}",
+    "backticks": "{v}",
+    "dollar-paren-in-heredoc": "{v}",
+    "heredoc-in-dollar-paren": "{v}",
+    "subshell-in-dollar-paren": "{v}",
+    "case-in-dollar-paren": "{v}",
+    "partly-quoted-delimiter": "hi\n{v}",
+    "hash-in-braces": "{v}",
 }
 
 
@@ -150,17 +175,17 @@ def test_the_shells_reading_decides_the_quoting(
     probe = tmp_path / "pwned"
     value = nasty.format(probe=probe)
     rendered = Renderer().render(TRICKY[case], {"v": value, "w": "$HOME"}, command=True)
-    out = run(rendered.value, tmp_path)
+    out = execute(rendered, tmp_path)
     assert not probe.exists(), rendered.value
     assert out.rstrip("\n") == TRICKY_OUT[case].format(v=value)
 
 
 @pytest.mark.parametrize(
     "template",
-    ["echo `printf %s {{ v }}`", "echo \\{{ v }}", 'echo "\\{{ v }}"'],
+    ["echo \\{{ v }}", 'echo "\\{{ v }}"', "cat <<'EOF'\n{{ v }}\nEOF"],
 )
 def test_places_no_quoting_can_hold_are_refused(template: str) -> None:
-    with pytest.raises(TemplateError, match="cannot be quoted safely"):
+    with pytest.raises(TemplateError, match="cannot (be quoted safely|go in)"):
         Renderer().render(template, {"v": "$(touch /tmp/x)"}, command=True)
 
 
@@ -168,4 +193,31 @@ def test_an_escaped_backslash_before_a_value_is_fine(tmp_path: Path) -> None:
     rendered = Renderer().render(
         'printf "%s" "\\\\{{ v }}"', {"v": "$(x)"}, command=True
     )
-    assert run(rendered.value, tmp_path) == "\\$(x)"
+    assert execute(rendered, tmp_path) == "\\$(x)"
+
+
+@pytest.mark.parametrize(
+    "template", ["echo $(( {{ v }} + 1 ))", "(( {{ v }} > 1 )) && echo big"]
+)
+def test_only_a_whole_number_goes_in_arithmetic(tmp_path: Path, template: str) -> None:
+    """Bash evaluates what a variable holds in arithmetic (``a[$(cmd)]`` runs), so a
+    value there is written out, and only when it is a whole number."""
+    probe = tmp_path / "pwned"
+    with pytest.raises(TemplateError, match="only a whole number"):
+        Renderer().render(template, {"v": f"a[$(touch {probe})]"}, command=True)
+    rendered = Renderer().render(template, {"v": 41}, command=True)
+    assert rendered.value_env == {}
+    assert execute(rendered, tmp_path).strip() in ("42", "big")
+    assert not probe.exists()
+
+
+def test_a_misread_command_still_never_runs_a_value(tmp_path: Path) -> None:
+    """Under dash (sh on Debian), $'...' is no quoting: the reader guesses wrong,
+    the command breaks, and still the value is not run."""
+    probe = tmp_path / "pwned"
+    rendered = Renderer().render(
+        "echo $'\\\\'{{ v }}'", {"v": f"x\ntouch {probe}\n"}, command=True
+    )
+    env = {**os.environ, **rendered.value_env}
+    subprocess.run(["sh", "-c", rendered.value], env=env, capture_output=True)
+    assert not probe.exists()

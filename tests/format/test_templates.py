@@ -70,7 +70,7 @@ def test_c28_ticket_title_is_one_quoted_word(
     rendered = renderer.render(
         "printf '%s' {{ ticket.title }}", context(title=title), command=True
     )
-    output = bash(rendered.value, tmp_path)
+    output = bash(rendered.value, tmp_path, rendered.value_env)
     assert output == title
     assert not (tmp_path / "pwned").exists()
 
@@ -82,8 +82,8 @@ def test_raw_filter_leaves_shell_text_unquoted(
     ctx["params"]["pipe"] = "| tr a-z A-Z"
     quoted = renderer.render("echo hi {{ params.pipe }}", ctx, command=True)
     raw = renderer.render("echo hi {{ params.pipe | raw }}", ctx, command=True)
-    assert bash(quoted.value, tmp_path) == "hi | tr a-z A-Z\n"
-    assert bash(raw.value, tmp_path) == "HI\n"
+    assert bash(quoted.value, tmp_path, quoted.value_env) == "hi | tr a-z A-Z\n"
+    assert bash(raw.value, tmp_path, raw.value_env) == "HI\n"
     assert isinstance(renderer.render("{{ 'x' | raw }}", ctx).value, str)
 
 
@@ -91,7 +91,8 @@ def test_a_filter_after_raw_quotes_again(renderer: Renderer) -> None:
     rendered = renderer.render(
         "echo {{ ticket.t | raw | upper }}", context(t="a;b"), command=True
     )
-    assert rendered.value == "echo 'A;B'"
+    assert rendered.value == 'echo "${HALOTERM_VALUE_1}"'
+    assert rendered.value_env == {"HALOTERM_VALUE_1": "A;B"}
 
 
 def test_single_expression_gives_a_native_value(renderer: Renderer) -> None:
@@ -121,7 +122,11 @@ def test_rendering_goes_through_dicts_and_lists(renderer: Renderer) -> None:
 def test_command_fields_quote_only_those_fields(renderer: Renderer) -> None:
     value = {"command": "ping {{ params.host }}", "note": "{{ params.host }} ok"}
     rendered = renderer.render(value, context(), command_fields={"command"})
-    assert rendered.value == {"command": "ping 'web 01'", "note": "web 01 ok"}
+    assert rendered.value == {
+        "command": 'ping "${HALOTERM_VALUE_1}"',
+        "note": "web 01 ok",
+    }
+    assert rendered.value_env == {"HALOTERM_VALUE_1": "web 01"}
 
 
 @pytest.mark.parametrize(
@@ -148,9 +153,11 @@ def test_secret_in_a_command_goes_by_environment(
         "printf %s {{ params.db_password }} | base64", context(), command=True
     )
     assert SECRET not in rendered.value
-    assert rendered.value == 'printf %s "$HALOTERM_SECRET_DB_PASSWORD" | base64'
+    assert rendered.value == 'printf %s "${HALOTERM_SECRET_DB_PASSWORD}" | base64'
     assert rendered.secret_env == {"HALOTERM_SECRET_DB_PASSWORD": SECRET}
-    output = bash(rendered.value, tmp_path, rendered.secret_env)
+    output = bash(
+        rendered.value, tmp_path, {**rendered.value_env, **rendered.secret_env}
+    )
     assert output.strip() == "UzNjcjN0IXB3"  # base64 of the secret
 
 
