@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,6 +22,7 @@ import click
 from haloterm.config import ConfigError, load_settings
 from haloterm.durations import countdown
 from haloterm.logsetup import LOG_MASKER, setup_logging
+from haloterm.textsafe import safe_json
 
 T = TypeVar("T")
 
@@ -119,7 +119,7 @@ def safe(text: str, *, one_line: bool = True) -> str:
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    click.echo(safe_json(value, indent=2, default=str))
 
 
 # ----------------------------------------------------------------------- the group
@@ -555,7 +555,7 @@ def show(ctx: Ctx, execution_id: int, as_json: bool) -> None:
     )
     click.echo(f"  operator {execution.operator}, trigger {execution.trigger}")
     if execution.params:
-        click.echo(f"  params {json.dumps(execution.params, ensure_ascii=False)}")
+        click.echo(f"  params {safe_json(execution.params)}")
     for step in data["steps"]:
         where = f"{step['step_id']}@{step['host']}" if step["host"] else step["step_id"]
         extra = f" ({safe(step['reason'])})" if step["reason"] else ""
@@ -786,11 +786,11 @@ def approvals(ctx: Ctx, as_json: bool, show_all: bool) -> None:
         )
         click.echo(f"  message:  {safe(a.message)}")
         for entry in a.summary.get("next", []):
-            inputs = json.dumps(entry.get("with"), ensure_ascii=False)
+            inputs = safe_json(entry.get("with"))
             click.echo(f"  next:     {entry['id']} ({entry['action']}) {inputs}")
         params = a.summary.get("params")
         if params:
-            click.echo(f"  params:   {json.dumps(params, ensure_ascii=False)}")
+            click.echo(f"  params:   {safe_json(params)}")
         click.echo(f"  deadline: {_deadline_text(a, now)}")
         quorum = f" ({a.min_approvals} needed)" if a.min_approvals > 1 else ""
         click.echo(f"  who:      {', '.join(a.approvers)}{quorum}")
@@ -1002,8 +1002,7 @@ def ticket_show(ctx: Ctx, ticket_id: int, as_json: bool) -> None:
         click.echo(f"\n{safe(t.description, one_line=False)}\n")
     for h in history:
         click.echo(
-            f"  {h.at:%Y-%m-%d %H:%M:%S} {h.actor}: {h.kind} "
-            + json.dumps(h.data, ensure_ascii=False)
+            f"  {h.at:%Y-%m-%d %H:%M:%S} {h.actor}: {h.kind} " + safe_json(h.data)
         )
     for e in runs:
         click.echo(f"  execution {e.id} {e.runbook} {e.status.value}")
@@ -1040,9 +1039,7 @@ def audit(ctx: Ctx, as_json: bool, as_csv: bool, limit: int) -> None:
         writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for rec in records:
-            writer.writerow(
-                {**rec, "detail": json.dumps(rec.get("detail"), ensure_ascii=False)}
-            )
+            writer.writerow({**rec, "detail": safe_json(rec.get("detail"))})
         click.echo(out.getvalue(), nl=False)
         return
     for r in rows:

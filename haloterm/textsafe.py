@@ -9,11 +9,15 @@ picture (``ESC`` shows as ``␛``), so nothing is lost and nothing is obeyed.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROLS_AND_LINES = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_BIDI = "\u202a-\u202e\u2066-\u2069"
+"""Bidirectional overrides and isolates: they reorder what a terminal shows."""
+_CONTROLS = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]")
+_CONTROLS_AND_LINES = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}]")
+_JSON_UNSAFE = re.compile(f"[\\x7f-\\x9f{_BIDI}]")
 
 
 def _picture(match: re.Match[str]) -> str:
@@ -22,7 +26,7 @@ def _picture(match: re.Match[str]) -> str:
         return chr(0x2400 + code)
     if code == 0x7F:
         return "\u2421"
-    return "\ufffd"
+    return "\ufffd"  # C1 controls and bidirectional overrides
 
 
 def visible_controls(text: str, *, one_line: bool = False) -> str:
@@ -45,3 +49,11 @@ def visible_tree(value: Any) -> Any:
     if isinstance(value, list):
         return [visible_tree(v) for v in value]
     return value
+
+
+def safe_json(value: Any, **options: Any) -> str:
+    """JSON text safe to print to a terminal: like ``json.dumps`` (non-ASCII kept
+    readable), with C1 controls and bidirectional overrides written as ``\\u``
+    escapes, which JSON readers decode to the same data."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

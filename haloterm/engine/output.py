@@ -420,11 +420,12 @@ _CONTROLS = re.compile(
     # the 8-bit (C1) forms of CSI and of the string commands
     r"|\x9b[0-?]*[ -/]*[@-~]?"
     r"|[\x90\x98\x9d\x9e\x9f][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-    # C0 controls but tab and newline, DEL, and the remaining C1 controls
-    r"|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f]"
+    # C0 controls but tab and newline, DEL, the remaining C1 controls, and the
+    # bidirectional overrides and isolates (they reorder what is shown)
+    r"|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
 )
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
-_NEEDS_WORK = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_NEEDS_WORK = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def _after_carriage_return(text: str) -> str:
@@ -439,9 +440,10 @@ def sanitize_for_display(text: str) -> str:
     """Make step output safe to show: keep SGR colours, drop every other control.
 
     Cursor moves, erases, window titles, clipboard writes (OSC 52), hyperlinks and
-    device strings are removed, as are C0 controls other than tab and newline and
-    all C1 controls. Where a line holds a carriage return, only the text after the
-    last one is kept, as a terminal would show it.
+    device strings are removed, as are C0 controls other than tab and newline, all
+    C1 controls, and the bidirectional overrides that would reorder a line. Where a
+    line holds a carriage return, only the text after the last one is kept, as a
+    terminal would show it.
 
     Args:
         text: masked output as stored, escapes raw.

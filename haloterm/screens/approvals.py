@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from haloterm.durations import countdown
 from haloterm.engine.events import ApprovalChanged, Event
 from haloterm.screens.dialogs import CommentScreen
 from haloterm.storage import Approval, ApprovalRefused
+from haloterm.textsafe import safe_json
 from haloterm.widgets.footer import KeyFooter
 from haloterm.widgets.row_table import RowTable
 
@@ -247,11 +247,11 @@ class ApprovalsScreen(Screen[None]):
         for entry in approval.summary.get("next", []):
             text.append("\nNext: ", style="bold")
             text.append(f"{entry.get('id')} ({entry.get('action')}) ")
-            text.append(json.dumps(entry.get("with"), ensure_ascii=False))
+            text.append(safe_json(entry.get("with")))
         params = approval.summary.get("params")
         if params:
             text.append("\nParams: ", style="bold")
-            text.append(json.dumps(params, ensure_ascii=False))
+            text.append(safe_json(params))
         text.append("\nApprovers: ", style="bold")
         text.append(", ".join(approval.approvers))
         needed = approval.min_approvals - len(approval.decisions)

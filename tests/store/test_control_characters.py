@@ -85,3 +85,35 @@ def test_an_approval_message_and_comment_are_stored_visible(
     )
     assert decided.message == "Restart T ␛]0;pwned-by-ticket␇"
     assert decided.comment == "no ␛[2J␛[H"
+
+
+def test_params_shown_as_json_carry_no_raw_c1_or_bidi_controls(tmp_path: Path) -> None:
+    """JSON escapes C0 itself; C1 controls (8-bit CSI, OSC) and bidi overrides are
+    written as \\u escapes too: the same data, nothing a terminal acts on."""
+    env = {**os.environ, "HALOTERM_DB": str(tmp_path / "s.db")}
+    book = tmp_path / "echo.yaml"
+    book.write_text(
+        "name: echo-v\nparams:\n  v: {type: string, required: true}\n"
+        "steps:\n  - id: say\n    action: shell\n"
+        '    with: {command: "echo {{ params.v }}"}\n',
+        encoding="utf-8",
+    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "haloterm", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+
+    assert cli("import", str(book)).returncode == 0
+    hostile = "v\x9b2J\x9d0;Y\x07 \u202eabc"
+    ran = cli("run", "echo-v", "-p", f"v={hostile}")
+    assert ran.returncode == 0, ran.stderr
+    for args in (("show", "1"), ("executions", "--json")):
+        shown = cli(*args)
+        assert shown.returncode == 0, shown.stderr
+        assert not any(ch in shown.stdout for ch in "\x9b\x9d\x07\u202e"), args
+        assert "\\u009b" in shown.stdout, args
