@@ -47,14 +47,36 @@ def _base64_forms(raw: bytes) -> set[str]:
     return forms | urlsafe
 
 
+_URL_KEPT = "!#$&'()*+,/:;=?@[]~"
+"""What a URL library leaves as it is when it encodes a whole URL (httpx does)."""
+_BASE64_LINE = 76
+"""``base64`` wraps its output at 76 characters."""
+_HEX_LINES = (60, 32)
+"""``xxd -p`` wraps hex at 60 characters; ``xxd -p -c16`` and friends at 32."""
+_MIN_CHUNK = 8
+
+
 def _url_forms(secret: str) -> set[str]:
-    upper = {quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    upper = {
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        quote(secret, safe=_URL_KEPT),
+    }
     lower = {_HEX_ESCAPE.sub(lambda m: m.group(0).lower(), f) for f in upper}
     return upper | lower
 
 
 def _json_forms(secret: str) -> set[str]:
     return {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+
+
+def _chunks(text: str, width: int) -> set[str]:
+    """The lines ``text`` wraps into at ``width``, when it wraps, long ones only."""
+    if len(text) <= width:
+        return set()
+    pieces = {text[i : i + width] for i in range(0, len(text), width)}
+    return {piece for piece in pieces if len(piece) >= _MIN_CHUNK}
 
 
 def derived_forms(secret: str) -> set[str]:
@@ -78,6 +100,12 @@ def derived_forms(secret: str) -> set[str]:
         # case-folded on the way (a URL's host shows lowercased in an error); for a
         # short secret those forms would hide ordinary words, so only from 8 on.
         forms |= {raw.hex(), raw.hex().upper()}
+        # A long secret piped to base64 or xxd comes out over several lines, and
+        # output is masked a line at a time: each line is a form of its own.
+        encoded = base64.b64encode(raw).decode("ascii")
+        forms |= _chunks(encoded, _BASE64_LINE)
+        for width in _HEX_LINES:
+            forms |= _chunks(raw.hex(), width) | _chunks(raw.hex().upper(), width)
         if len(secret) >= _MIN_CASE_FOLDED:
             forms |= {secret.lower(), secret.upper()}
         forms |= _base64_forms(raw)

@@ -166,3 +166,25 @@ def test_mask_is_fast_enough_on_long_text() -> None:
     masker = SecretMasker([f"secret-number-{i:03d}" for i in range(50)])
     text = ("ordinary log text with nothing to hide " * 250_000) + "secret-number-042"
     assert masker.mask(text).endswith(MASK)
+
+
+def test_a_long_secret_wrapped_by_base64_or_xxd_is_masked_line_by_line() -> None:
+    """Output is masked a line at a time; base64 wraps at 76, xxd -p at 60."""
+    import base64
+    import textwrap
+
+    secret = "Kx9p-" * 13  # 65 bytes: two base64 lines, three xxd lines
+    masker = SecretMasker([secret])
+    encoded = base64.b64encode(secret.encode()).decode()
+    for line in textwrap.wrap(encoded, 76):
+        assert secret[:8] not in masker.mask(line)
+        assert masker.mask(line) == "******", line
+    for line in textwrap.wrap(secret.encode().hex(), 60):
+        assert masker.mask(line) == "******", line
+
+
+def test_a_secret_in_a_url_as_an_http_library_encodes_it() -> None:
+    secret = "Kx9#p@ss w/rd+&=?Ünï7"
+    masker = SecretMasker([secret])
+    shown = "> GET https://api.example/x?token=Kx9#p@ss%20w/rd+&=?%C3%9Cn%C3%AF7"
+    assert masker.mask(shown) == "> GET https://api.example/x?token=******"
