@@ -100,6 +100,51 @@ _CASE = "case"
 """Between ``case`` and ``esac``, where a pattern's ``)`` ends nothing."""
 _PLAIN_LIKE = frozenset({PLAIN, BACKTICK, _SUBST, _PAREN, _CASE})
 _WORD = re.compile(r"[A-Za-z_]+")
+_ARITH_PAREN, _ARITH_BRACKET, _ARITH_BRACE = "arith(", "arith[", "arith:"
+"""Arithmetic: ``$(( ))``/``(( ))``; ``$[ ]`` and subscripts ``a[ ]``; the
+``:offset:length`` of ``${s:1:2}``. Bash evaluates what variables hold there."""
+_ARITH = frozenset({_ARITH_PAREN, _ARITH_BRACKET, _ARITH_BRACE})
+_HEAD_PLAIN, _HEAD_DOUBLE = "brace-head", "brace-head-dq"
+"""Just after ``${name`` (or ``${name[i]``), before any operator."""
+_WORD_PLAIN, _WORD_DOUBLE = "brace-word", "brace-word-dq"
+"""The word of ``${name:-word}`` and the like, unquoted or inside double quotes."""
+_BRACES = frozenset({_HEAD_PLAIN, _HEAD_DOUBLE, _WORD_PLAIN, _WORD_DOUBLE})
+_PARAM = re.compile(r"[#!]?(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])")
+_SUBSCRIPT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[")
+
+
+def _open_expansion(
+    source: str, i: int, stack: list[str], depths: list[int], quoted: bool
+) -> int | None:
+    """Push the frame a ``$`` construct at ``i`` opens (``$(( ))``, ``$[ ]``,
+    ``${ }`` with its subscript, ``$( )``); the index after its opener, or None.
+
+    Args:
+        quoted: the construct stands inside double quotes or a here-document.
+    """
+    if source.startswith("$((", i):
+        stack.append(_ARITH_PAREN)
+        depths.append(0)
+        return i + 3
+    if source.startswith("$[", i):
+        stack.append(_ARITH_BRACKET)
+        depths.append(0)
+        return i + 2
+    if source.startswith("${", i):
+        stack.append(_HEAD_DOUBLE if quoted else _HEAD_PLAIN)
+        j = i + 2
+        name = _PARAM.match(source, j)
+        if name is not None:
+            j = name.end()
+            if source.startswith("[", j):
+                stack.append(_ARITH_BRACKET)
+                depths.append(0)
+                j += 1
+        return j
+    if source.startswith("$(", i):
+        stack.append(_SUBST)
+        return i + 2
+    return None
 
 
 def _read(
@@ -117,6 +162,8 @@ def _read(
     docs: list[_Heredoc] = []
     """The here-documents whose bodies are open, innermost last."""
     pending: list[_Heredoc] = []
+    depths: list[int] = []
+    """Open brackets inside each arithmetic frame, innermost last."""
     literal_from = 0
     i = 0
     n = len(source)
@@ -134,6 +181,10 @@ def _read(
                 context = stack[-1]
                 if context in _PLAIN_LIKE:
                     context = BACKTICK if context == BACKTICK else PLAIN
+                elif context in _ARITH:
+                    context = ARITHMETIC
+                elif context in _BRACES:
+                    context = DOUBLE if context.endswith("-dq") else PLAIN
                 if context in _BACKSLASH_ESCAPES and _odd_backslashes(source, i):
                     context = ESCAPED
                 delimiter = docs[-1].delimiter if docs else None
@@ -157,24 +208,24 @@ def _read(
                 if ch == "\\":
                     i += _escape_width(source, i)
                     continue
-                if source.startswith("$((", i):
-                    stack.append(ARITHMETIC)
-                    i += 3
-                    continue
-                if source.startswith("$(", i):
-                    stack.append(_SUBST)
-                    i += 2
+                opened = _open_expansion(source, i, stack, depths, quoted=True)
+                if opened is not None:
+                    i = opened
                     continue
                 if ch == "`":
                     stack.append(BACKTICK)
             i += 1
             continue
-        if state == ARITHMETIC:
-            if source.startswith("))", i):
-                stack.pop()
-                i += 2
+        if state in _ARITH:
+            closed = _close_arithmetic(source, i, state, stack, depths)
+            if closed is not None:
+                i = closed
                 continue
-            i += 1
+            opened = _open_expansion(source, i, stack, depths, quoted=False)
+            i = opened if opened is not None else i + 1
+            continue
+        if state in _BRACES:
+            i = _read_braces(source, i, state, stack, depths)
             continue
         if state == COMMENT:
             if ch == "\n":
@@ -195,14 +246,11 @@ def _read(
                 continue
             if ch == '"':
                 stack.pop()
-            elif source.startswith("$((", i):
-                stack.append(ARITHMETIC)
-                i += 3
-                continue
-            elif source.startswith("$(", i):
-                stack.append(_SUBST)
-                i += 2
-                continue
+            elif ch == "$":
+                opened = _open_expansion(source, i, stack, depths, quoted=True)
+                if opened is not None:
+                    i = opened
+                    continue
             elif ch == "`":
                 stack.append(BACKTICK)
         else:  # plain shell: the top level, $( ), ( ), case, backticks
@@ -240,15 +288,24 @@ def _read(
                 stack.pop()
             elif ch == "`":
                 stack.append(BACKTICK)
-            elif source.startswith("$((", i) or (
-                at_word and source.startswith("((", i)
-            ):
-                stack.append(ARITHMETIC)
-                i += 3 if ch == "$" else 2
-                continue
-            elif source.startswith("$(", i):
-                stack.append(_SUBST)
+            elif source.startswith("((", i):
+                # Bash reads (( as arithmetic wherever a command may start:
+                # ((, if((, while((, ! ((.
+                stack.append(_ARITH_PAREN)
+                depths.append(0)
                 i += 2
+                continue
+            elif ch == "$" and (
+                (opened := _open_expansion(source, i, stack, depths, quoted=False))
+                is not None
+            ):
+                i = opened
+                continue
+            elif at_word and (subscript := _SUBSCRIPT.match(source, i)) is not None:
+                # a[i]=... : the subscript of an indexed array is arithmetic.
+                stack.append(_ARITH_BRACKET)
+                depths.append(0)
+                i = subscript.end()
                 continue
             elif ch == "(" and state != _CASE:
                 stack.append(_PAREN)
@@ -267,6 +324,69 @@ def _read(
         i += 1
     literal(n)
     return chunks
+
+
+def _close_arithmetic(
+    source: str, i: int, state: str, stack: list[str], depths: list[int]
+) -> int | None:
+    """Count brackets in an arithmetic frame; the index after its end when it ends
+    at ``i``, else None (the character is read as part of it)."""
+    ch = source[i]
+    if state == _ARITH_PAREN:
+        if ch == "(":
+            depths[-1] += 1
+        elif ch == ")":
+            if depths[-1] == 0 and source.startswith("))", i):
+                stack.pop()
+                depths.pop()
+                return i + 2
+            depths[-1] = max(0, depths[-1] - 1)
+    elif state == _ARITH_BRACKET:
+        if ch == "[":
+            depths[-1] += 1
+        elif ch == "]":
+            if depths[-1] == 0:
+                stack.pop()
+                depths.pop()
+                return i + 1
+            depths[-1] -= 1
+    elif ch == "}":  # the end of ${s:offset:length} ends the ${ } too
+        stack.pop()
+        depths.pop()
+        if stack[-1] in _BRACES:
+            stack.pop()
+        return i + 1
+    return None
+
+
+def _read_braces(
+    source: str, i: int, state: str, stack: list[str], depths: list[int]
+) -> int:
+    """Read one character inside ``${ }``; the index to read next."""
+    ch = source[i]
+    quoted = state.endswith("-dq")
+    if ch == "}":
+        stack.pop()
+        return i + 1
+    if state in (_HEAD_PLAIN, _HEAD_DOUBLE):
+        if ch == ":" and source[i + 1 : i + 2] not in ("-", "=", "?", "+"):
+            stack.append(_ARITH_BRACE)  # ${s:offset:length}
+            depths.append(0)
+            return i + 1
+        # Any operator (:- - = ? + # % / ^ , @) starts the word part.
+        stack[-1] = _WORD_DOUBLE if quoted else _WORD_PLAIN
+    if ch == "\\":
+        return i + _escape_width(source, i)
+    opened = _open_expansion(source, i, stack, depths, quoted=quoted)
+    if opened is not None:
+        return opened
+    if ch == '"':
+        stack.append(DOUBLE)
+    elif ch == "'" and not quoted:
+        stack.append(SINGLE)
+    elif ch == "`":
+        stack.append(BACKTICK)
+    return i + 1
 
 
 def _open_doc(stack: list[str], docs: list[_Heredoc], pending: list[_Heredoc]) -> None:

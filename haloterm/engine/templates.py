@@ -280,7 +280,7 @@ def _quote_for(value: Any, context: str, delimiter: str | None) -> str:
     return '"${' + name + '}"'
 
 
-_INTEGER = re.compile(r"[+-]?\d+")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _reference(value: Any) -> str:
