@@ -250,8 +250,11 @@ class Action(abc.ABC):
     Attributes:
         name: the ``action:`` value that selects it.
         Inputs: the pydantic model its ``with`` block must satisfy.
-        command_fields: input fields holding shell command lines; values substituted
-            into them are shell-quoted unless the author marks them ``| raw``.
+        command_fields: input fields holding shell command lines. Values substituted
+            into them (unless the author marks them ``| raw``) become references to
+            environment variables: an action with command fields must start its
+            process with ``ctx.command_env`` and ``ctx.secret_env`` in its
+            environment.
         description: one line for ``haloterm actions`` and the step editor.
     """
 
