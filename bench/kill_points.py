@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import tempfile
@@ -26,13 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from haloterm.models import ExecutionStatus
 from haloterm.services import Services
 from tests.durability.killing import (
+    LINES,
     RUNBOOK,
+    STEPS,
     check,
-    kill_at_random,
+    kill_inside_runs,
     snapshot_lines,
     spawn,
 )
 from tests.engine.conftest import make_settings
+from tests.identity import HARNESS_TOML
 
 
 def _open(db: Path) -> Services:
@@ -60,7 +64,7 @@ def baseline(db: Path, runs: int, parallel: int) -> float:
 
 
 def killed(
-    db: Path, points: int, parallel: int, seed: int, window: tuple[float, float]
+    db: Path, points: int, parallel: int, seed: int, upto: float
 ) -> tuple[float, dict[str, int]]:
     """Kill ``points`` children at random; resume what was interrupted; check."""
     rng = random.Random(seed)
@@ -74,7 +78,7 @@ def killed(
         pending = pending[batch:]
         procs = [spawn(db, "resume", str(i)) for i in resumes]
         procs += [spawn(db, "run", "kill-me") for _ in range(batch - len(resumes))]
-        kill_at_random(procs, rng, *window)
+        kill_inside_runs(db, procs, rng, upto)
         totals["kills"] += batch
         svc = _open(db)
         findings = check(svc.store, db, before)
@@ -113,6 +117,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        # The children act as alice, as the tests' do: the config lets this
+        # account do so (haloterm refuses HALOTERM_OPERATOR otherwise).
+        config = Path(tmp) / "haloterm.toml"
+        config.write_text(HARNESS_TOML, encoding="utf-8")
+        os.environ["HALOTERM_CONFIG"] = str(config)
         base_db = Path(tmp) / "base" / "s.db"
         base_db.parent.mkdir()
         _prepare(base_db)
@@ -120,10 +129,10 @@ def main() -> None:
         db = Path(tmp) / "kill" / "s.db"
         db.parent.mkdir()
         _prepare(db)
-        # Kill points spread over a whole run, start-up included.
-        per_base = base / 2
-        window = (0.2 * per_base, 0.9 * per_base)
-        took, totals = killed(db, args.points, args.parallel, args.seed, window)
+        # Each child is killed at a random instant after its run started running
+        # (start-up alone proves nothing), within the time its steps take.
+        steps_take = STEPS * LINES * 0.02
+        took, totals = killed(db, args.points, args.parallel, args.seed, steps_take)
     per_base = base / (args.parallel * 2)
     per_kill = took / args.points
     print(f"{'':28}{'seconds':>10}{'per run':>10}")

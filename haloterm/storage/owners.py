@@ -142,12 +142,37 @@ class OwnerStore(StoreCore):
                 " AND status IN ('running', 'waiting')",
                 (now, execution_id),
             )
+            _past_finished_step(conn, execution_id)
             detail = {"owner": owner["id"], "reason": reason}
             self._audit(
                 conn, actor, "execution.interrupt", "execution", execution_id, detail
             )
         conn.execute("DELETE FROM owners WHERE id = ?", (owner["id"],))
         return ids
+
+
+def _past_finished_step(conn: sqlite3.Connection, execution_id: int) -> None:
+    """Point an interrupted run at the step after its current one when that one
+    had already passed or been skipped (the owner died between the two commits):
+    a resume must not run a finished step again."""
+    row = conn.execute(
+        "SELECT s.rowid, s.status FROM executions e JOIN step_runs s"
+        " ON s.execution_id = e.id AND s.step_id = e.current_step AND s.host = ''"
+        " WHERE e.id = ?",
+        (execution_id,),
+    ).fetchone()
+    if row is None or row["status"] not in ("passed", "skipped"):
+        return
+    following = conn.execute(
+        "SELECT step_id FROM step_runs WHERE execution_id = ? AND host = ''"
+        " AND rowid > ? ORDER BY rowid LIMIT 1",
+        (execution_id, row["rowid"]),
+    ).fetchone()
+    if following is not None:
+        conn.execute(
+            "UPDATE executions SET current_step = ? WHERE id = ?",
+            (following["step_id"], execution_id),
+        )
 
 
 def pid_alive(pid: int) -> bool:

@@ -91,3 +91,20 @@ def test_remove_owner(store: Store) -> None:
     assert store.live_owner_ids() == {"me"}
     store.remove_owner("me")
     assert store.live_owner_ids() == set()
+
+
+def test_killed_between_a_step_passing_and_the_next_starting(store: Store) -> None:
+    """The run is interrupted at the next step, so a resume does not run a finished
+    step again (found by bench/kill_points.py)."""
+    pid = dead_pid()
+    store.register_owner("dead", pid=pid, hostname=socket.gethostname(), user="a")
+    victim = running(store, "dead")
+    store.update_execution(victim, current_step="a")  # b not started yet
+    store.save_step_run(
+        StepRun(execution_id=victim, step_id="b", status=StepStatus.PENDING)
+    )
+    assert store.interrupt_dead_owners(10, actor="haloterm") == [victim]
+    execution = store.get_execution(victim)
+    assert execution is not None and execution.current_step == "b"
+    steps = {r.step_id: r.status for r in store.step_runs(victim)}
+    assert steps == {"a": StepStatus.PASSED, "b": StepStatus.PENDING}
