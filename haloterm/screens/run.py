@@ -240,6 +240,9 @@ first; reject needs a comment.
                 self.log_pane.queue(event.lines)
         elif isinstance(event, StepChanged):
             if event.execution_id == self.execution_id:
+                # A snapshot being read now may predate this change, and a step
+                # the tree does not show yet drops it: read again after showing.
+                self._execution_events += 1
                 self._step_changed(event)
         elif isinstance(event, ExecutionChanged):
             self._execution_changed(event)
