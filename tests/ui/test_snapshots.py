@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 
 from haloterm.app import create_app
 from haloterm.screens.approvals import ApprovalsScreen
@@ -69,6 +69,9 @@ def test_ticket_screen(
         screen = pilot.app.screen
         assert isinstance(screen, TicketScreen)
         await wait_for(pilot, lambda: screen.view is not None)
+        # The runbook column takes its width from its rows once they are laid out.
+        suggested = screen.query_one("#suggested", DataTable)
+        await wait_for(pilot, lambda: suggested.virtual_size.width > 20)
         await _settle(pilot)
 
     assert snap_compare(create_app(services), terminal_size=size, run_before=run_before)
