@@ -1,24 +1,27 @@
-"""Quoting substituted values for the shell context each one lands in.
+"""Where each value substituted into a command lands, as the shell will read it.
 
-A command template such as ``echo "dq: {{ ticket.title }}"`` puts the value inside
-double quotes, where :func:`shlex.quote`'s single quotes are literal and ``$(...)``
-still runs; ``echo 'sq: {{ x }}'`` puts it inside single quotes, where a quote in the
-value ends the string.
+Values never become shell text (see :mod:`haloterm.engine.templates`): the command
+refers to an environment variable holding each one, and the reference is written
+for the context it stands in (``"${V}"`` as a word, ``${V}`` inside double quotes,
+``'"${V}"'`` inside single quotes), or, in shell arithmetic, the value is written
+out when it is a whole number.
 
-Where a value lands is decided on the *rendered* command, not on the template: the
-template is rendered with every value replaced by a placeholder made of characters
-the shell treats as plain word characters, so the text around the placeholders is
-exactly what the shell will read, whichever ``{% if %}`` branch was taken and
-whatever ``| raw`` text was spliced in. :func:`place_values` then reads that text as
-the shell does (plain words, comments, single, double and ``$'...'`` quotes,
-``$(...)``, backticks, here-documents) and puts each value in, quoted for its place.
+The context is read from the *rendered* command, not the template: the template is
+rendered with every value replaced by a placeholder made of characters the shell
+treats as plain word characters, so the text around the placeholders is what the
+shell will read, whichever ``{% if %}`` branch was taken and whatever ``| raw``
+text was spliced in. :func:`place_values` reads that text as the shell does
+(words, comments, single, double and ``$'...'`` quotes, ``$( )``, ``( )``,
+``case``, backticks, ``${ }``, arithmetic, here-documents) and asks for each
+value's text for its context. A wrong reading can only make a command say
+something else: the value itself is never in the text.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +42,8 @@ PLAIN, SINGLE, DOUBLE, ANSI, BACKTICK, COMMENT, HEREDOC, QUOTED_HEREDOC = (
 
 _WORD_BREAK = frozenset(" \t\n;&|()<>")
 
-Quoter = Callable[[Any, str, str | None], str]
-"""Quote ``value`` for ``context``; the third argument is a here-document's
-delimiter when the context is one."""
+Quoter = Callable[[Any, str], str]
+"""The text that stands for ``value`` in ``context``."""
 
 
 class Slots:
@@ -70,13 +72,13 @@ class _Heredoc:
 
 
 def place_values(text: str, slots: Slots, quote: Quoter) -> str:
-    """Replace each placeholder in a rendered command by its value, quoted for the
-    shell context the placeholder stands in.
+    """Replace each placeholder in a rendered command by what ``quote`` gives for
+    its value in the context the placeholder stands in.
 
     Args:
         text: the rendered command, holding placeholders from ``slots``.
         slots: the values of this render.
-        quote: quotes one value for one context.
+        quote: the text for one value in one context.
 
     Returns:
         The command to run.
@@ -84,11 +86,12 @@ def place_values(text: str, slots: Slots, quote: Quoter) -> str:
     if not slots.values:
         return text
     out: list[str] = []
-    for context, heredoc, chunk in _read(text, slots.pattern):
-        if isinstance(chunk, int):
-            out.append(quote(slots.values[chunk], context, heredoc))
-        else:
+    for chunk in _read(text, slots.pattern):
+        if isinstance(chunk, str):
             out.append(chunk)
+        else:
+            context, index = chunk
+            out.append(quote(slots.values[index], context))
     return "".join(out)
 
 
@@ -113,6 +116,12 @@ _PARAM = re.compile(r"[#!]?(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])")
 _SUBSCRIPT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[")
 
 
+def _open_arithmetic(stack: list[str], depths: list[int], kind: str) -> None:
+    """Enter an arithmetic frame of ``kind``, with no brackets open in it yet."""
+    stack.append(kind)
+    depths.append(0)
+
+
 def _open_expansion(
     source: str, i: int, stack: list[str], depths: list[int], quoted: bool
 ) -> int | None:
@@ -123,12 +132,10 @@ def _open_expansion(
         quoted: the construct stands inside double quotes or a here-document.
     """
     if source.startswith("$((", i):
-        stack.append(_ARITH_PAREN)
-        depths.append(0)
+        _open_arithmetic(stack, depths, _ARITH_PAREN)
         return i + 3
     if source.startswith("$[", i):
-        stack.append(_ARITH_BRACKET)
-        depths.append(0)
+        _open_arithmetic(stack, depths, _ARITH_BRACKET)
         return i + 2
     if source.startswith("${", i):
         stack.append(_HEAD_DOUBLE if quoted else _HEAD_PLAIN)
@@ -137,8 +144,7 @@ def _open_expansion(
         if name is not None:
             j = name.end()
             if source.startswith("[", j):
-                stack.append(_ARITH_BRACKET)
-                depths.append(0)
+                _open_arithmetic(stack, depths, _ARITH_BRACKET)
                 j += 1
         return j
     if source.startswith("$(", i):
@@ -147,17 +153,15 @@ def _open_expansion(
     return None
 
 
-def _read(
-    source: str, placeholder: re.Pattern[str]
-) -> list[tuple[str, str | None, str | int]]:
-    """Split the text into literal chunks and placeholders (as their index), each
-    with the shell context it stands in (and, in a here-document, its delimiter).
+def _read(source: str, placeholder: re.Pattern[str]) -> list[str | tuple[str, int]]:
+    """Split the text into literal chunks and placeholders, each placeholder as
+    the shell context it stands in and its value's index.
 
     Contexts nest on a stack: quotes, ``$( )`` and ``( )`` (with here-documents
     and ``case`` inside them), backticks, ``$(( ))``, comments, here-document
     bodies (whose ``$( )`` is shell again).
     """
-    chunks: list[tuple[str, str | None, str | int]] = []
+    chunks: list[str | tuple[str, int]] = []
     stack: list[str] = [PLAIN]
     docs: list[_Heredoc] = []
     """The here-documents whose bodies are open, innermost last."""
@@ -170,7 +174,7 @@ def _read(
 
     def literal(upto: int) -> None:
         if upto > literal_from:
-            chunks.append((stack[-1], None, source[literal_from:upto]))
+            chunks.append(source[literal_from:upto])
 
     while i < n:
         ch = source[i]
@@ -187,8 +191,7 @@ def _read(
                     context = DOUBLE if context.endswith("-dq") else PLAIN
                 if context in _BACKSLASH_ESCAPES and _odd_backslashes(source, i):
                     context = ESCAPED
-                delimiter = docs[-1].delimiter if docs else None
-                chunks.append((context, delimiter, int(match.group(1))))
+                chunks.append((context, int(match.group(1))))
                 i = literal_from = match.end()
                 continue
         state = stack[-1]
@@ -291,8 +294,7 @@ def _read(
             elif source.startswith("((", i):
                 # Bash reads (( as arithmetic wherever a command may start:
                 # ((, if((, while((, ! ((.
-                stack.append(_ARITH_PAREN)
-                depths.append(0)
+                _open_arithmetic(stack, depths, _ARITH_PAREN)
                 i += 2
                 continue
             elif ch == "$" and (
@@ -303,8 +305,7 @@ def _read(
                 continue
             elif at_word and (subscript := _SUBSCRIPT.match(source, i)) is not None:
                 # a[i]=... : the subscript of an indexed array is arithmetic.
-                stack.append(_ARITH_BRACKET)
-                depths.append(0)
+                _open_arithmetic(stack, depths, _ARITH_BRACKET)
                 i = subscript.end()
                 continue
             elif ch == "(" and state != _CASE:
@@ -370,8 +371,7 @@ def _read_braces(
         return i + 1
     if state in (_HEAD_PLAIN, _HEAD_DOUBLE):
         if ch == ":" and source[i + 1 : i + 2] not in ("-", "=", "?", "+"):
-            stack.append(_ARITH_BRACE)  # ${s:offset:length}
-            depths.append(0)
+            _open_arithmetic(stack, depths, _ARITH_BRACE)  # ${s:offset:length}
             return i + 1
         # Any operator (:- - = ? + # % / ^ , @) starts the word part.
         stack[-1] = _WORD_DOUBLE if quoted else _WORD_PLAIN
@@ -451,12 +451,3 @@ def _odd_backslashes(source: str, i: int) -> bool:
     while i - count - 1 >= 0 and source[i - count - 1] == "\\":
         count += 1
     return count % 2 == 1
-
-
-def contexts_of(text: str, slots: Slots) -> Sequence[str]:
-    """The context of each placeholder in order (for tests and diagnostics)."""
-    return [
-        context
-        for context, _, chunk in _read(text, slots.pattern)
-        if isinstance(chunk, int)
-    ]

@@ -241,7 +241,7 @@ def _finalize_command(value: Any) -> str:
     return slots.add(value)
 
 
-def _quote_for(value: Any, context: str, delimiter: str | None) -> str:
+def _quote_for(value: Any, context: str) -> str:
     """One value, put in the command where it landed.
 
     The value itself never becomes shell text: the command refers to an
