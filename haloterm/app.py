@@ -42,9 +42,9 @@ logger = logging.getLogger(__name__)
 MIN_WIDTH = 60
 MIN_HEIGHT = 16
 KEY_HOLD_LIMIT = 3.0
+"""Seconds keys are held for a screen that is still loading, at most."""
 STORE_POLL_SECONDS = 0.25
 """How often the console looks for other processes' commits."""
-"""Seconds keys are held for a screen that is still loading, at most."""
 _SEVERITIES = ("information", "warning", "error")
 Severity = Literal["information", "warning", "error"]
 
@@ -308,11 +308,10 @@ class HalotermApp(App[None]):
         if version == self._store_version:
             return
         self._store_version = version
-        waiting = len(self.services.store.pending_approvals())
-        self.call_from_thread(self._store_changed, waiting)
+        self.call_from_thread(self._store_changed)
 
-    def _store_changed(self, waiting: int) -> None:
-        self.waiting_approvals = waiting
+    def _store_changed(self) -> None:
+        self.count_waiting_approvals()
         for screen in list(self.screen_stack):
             handler = getattr(screen, "on_store_changed", None)
             if handler is None:
