@@ -194,7 +194,7 @@ def validate(paths: tuple[Path, ...]) -> None:
     from haloterm.loader import (
         LoadError,
         child_references,
-        cycle_entry,
+        cycle_problem,
         find_cycle,
         load_runbook_file,
         reference_problem,
@@ -225,15 +225,7 @@ def validate(paths: tuple[Path, ...]) -> None:
         cycle = find_cycle(runbook, lookup, registry)
         if cycle:
             bad += 1
-            message = f"cycle: {' → '.join(cycle)}"
-            problem = reference_problem(
-                text,
-                str(path),
-                runbook,
-                registry,
-                cycle_entry(runbook.name, cycle),
-                message,
-            )
+            problem = cycle_problem(text, str(path), runbook, registry, cycle)
             click.echo(str(problem), err=True)
             continue
         click.echo(f"{path}: ok ({runbook.name}, {len(runbook.steps)} steps)")

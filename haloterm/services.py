@@ -219,12 +219,7 @@ class Services:
         Raises:
             haloterm.loader.LoadError: the file does not load; nothing is stored.
         """
-        from haloterm.loader import (
-            LoadError,
-            cycle_entry,
-            find_cycle,
-            reference_problem,
-        )
+        from haloterm.loader import LoadError, cycle_problem, find_cycle
 
         runbook, text = load_runbook_file(path, registry=self.registry)
 
@@ -236,15 +231,7 @@ class Services:
 
         cycle = find_cycle(runbook, lookup, self.registry)
         if cycle:
-            message = f"cycle: {' → '.join(cycle)}"
-            problem = reference_problem(
-                text,
-                str(path),
-                runbook,
-                self.registry,
-                cycle_entry(runbook.name, cycle),
-                message,
-            )
+            problem = cycle_problem(text, str(path), runbook, self.registry, cycle)
             raise LoadError([problem])
         return self.store.save_runbook(runbook, text, author=self.operator)
 

@@ -63,7 +63,7 @@ __all__ = [
     "LoadError",
     "Problem",
     "child_references",
-    "cycle_entry",
+    "cycle_problem",
     "find_cycle",
     "load_runbook_file",
     "reference_problem",
@@ -190,10 +190,15 @@ def find_cycle(
     return None
 
 
-def cycle_entry(root: str, cycle: list[str]) -> str:
-    """The runbook through which ``root`` enters a cycle found by :func:`find_cycle`:
-    the next link when the cycle runs through ``root``, else the cycle's start."""
-    return cycle[1] if cycle[0] == root else cycle[0]
+def cycle_problem(
+    text: str, source: str, runbook: Runbook, registry: ActionRegistry, cycle: list[str]
+) -> Problem:
+    """A cycle found by :func:`find_cycle`, placed on the field through which
+    ``runbook`` enters it: the next link when the cycle runs through it, else the
+    cycle's start."""
+    entry = cycle[1] if cycle[0] == runbook.name else cycle[0]
+    message = f"cycle: {' → '.join(cycle)}"
+    return reference_problem(text, source, runbook, registry, entry, message)
 
 
 def reference_problem(
