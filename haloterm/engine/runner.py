@@ -33,7 +33,13 @@ from haloterm.engine.events import (
 )
 from haloterm.engine.logpump import LogPump
 from haloterm.engine.output import StepOutput
-from haloterm.engine.templates import Rendered, Renderer, SecretValue, TemplateError
+from haloterm.engine.templates import (
+    Rendered,
+    Renderer,
+    SecretValue,
+    TemplateError,
+    is_templated,
+)
 from haloterm.masking import SecretMasker, mask_tree
 from haloterm.models import (
     Execution,
@@ -112,6 +118,12 @@ class RunState:
     a running step is stopped and the run marked ``interrupted``."""
     notify_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     """Runbook-level notifications in flight, awaited before the final status."""
+
+
+def _secret_names(book: Runbook, execution: Execution) -> set[str]:
+    """The params of an execution kept as secrets: the runbook's, and those a
+    child run took on because they carried a parent's secret."""
+    return set(book.secret_params) | set(execution.secret_params)
 
 
 class Engine:
@@ -244,7 +256,6 @@ class Engine:
     def _check_channels(self, book: Runbook) -> None:
         """Refuse a run whose notifications name a channel the config lacks: better
         than failing at that step, after the steps before it changed things."""
-        from haloterm.engine.templates import is_templated
         from haloterm.plugins.notify import resolve_channel
 
         wanted: list[tuple[str, object]] = [
@@ -548,7 +559,7 @@ class Engine:
         book = stored.runbook
         values = dict(execution.params)
         given = {**self.secrets, **(secrets or {})}
-        hidden = set(book.secret_params) | set(execution.secret_params)
+        hidden = _secret_names(book, execution)
         missing = sorted(n for n in hidden if n not in given)
         if missing:
             raise StartError(
@@ -634,7 +645,7 @@ class Engine:
         )
         if stored is None:
             return []
-        hidden = set(stored.runbook.secret_params) | set(execution.secret_params)
+        hidden = _secret_names(stored.runbook, execution)
         return sorted(n for n in hidden if n not in self.secrets)
 
     async def shutdown(self, *, detach: bool = True) -> None:
@@ -663,7 +674,7 @@ class Engine:
     def _new_state(
         self, execution: Execution, book: Runbook, values: dict[str, Any]
     ) -> RunState:
-        hidden = set(book.secret_params) | set(execution.secret_params)
+        hidden = _secret_names(book, execution)
         secrets = [str(values[n]) for n in hidden if values.get(n)]
         masker = SecretMasker([*secrets, *self.secrets.values()])
         run = RunState(
