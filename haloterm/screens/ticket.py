@@ -19,7 +19,6 @@ from haloterm.engine.events import Event, ExecutionChanged, TicketChanged
 from haloterm.engine.templates import TemplateError
 from haloterm.models import PRIORITIES, Execution, Ticket, TicketStatus
 from haloterm.screens.dialogs import ChoiceScreen, CommentScreen
-from haloterm.textsafe import visible_controls
 from haloterm.widgets.footer import KeyFooter
 from haloterm.widgets.row_table import RowTable
 from haloterm.widgets.status import status_text
@@ -335,7 +334,7 @@ def _head(ticket: Ticket) -> Text:
     glyph = "▲ " if ticket.priority == "P1" else ""
     head = Text(f"{glyph}{ticket.priority}", style="bold reverse" if glyph else "bold")
     head.append(f"  {ticket.status.replace('_', ' ')}  #{ticket.id}  ")
-    head.append(visible_controls(ticket.title, one_line=True), style="bold")
+    head.append(ticket.title, style="bold")
     return head
 
 

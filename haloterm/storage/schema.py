@@ -7,7 +7,9 @@ a fresh file at once never both migrate. Migrations are only ever appended to.
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +18,7 @@ from sqlite_utils import Database
 
 from haloterm.storage.clock import to_text, utc_now
 from haloterm.storage.errors import StoreError
+from haloterm.textsafe import visible_controls, visible_tree
 
 logger = logging.getLogger(__name__)
 
@@ -327,6 +330,17 @@ _AUTOMATION_STATE = [
     " ('automation.event_cursor', 'automation.clock_epoch')",
 ]
 
+_VISIBLE_TEXT = [
+    "UPDATE tickets SET title = haloterm_visible(title, 1),"
+    " description = haloterm_visible(description, 0),"
+    " fields = haloterm_visible_json(fields)",
+    "UPDATE ticket_events SET data = haloterm_visible_json(data)",
+    "UPDATE approvals SET message = haloterm_visible(message, 0),"
+    " comment = haloterm_visible(comment, 0)",
+]
+"""Ticket and approval text written before the store kept control characters
+visible (:mod:`haloterm.textsafe`) is made so too, so no screen needs its own guard."""
+
 MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
     ("0001_initial", [*_TABLES, *_INDEXES, *_AUDIT_APPEND_ONLY]),
     ("0002_log_lines_by_seq", _LOG_LINES_BY_SEQ),
@@ -334,6 +348,7 @@ MIGRATIONS: Sequence[tuple[str, Sequence[str]]] = (
     ("0004_operations", _OPERATIONS),
     ("0005_automation_state", _AUTOMATION_STATE),
     ("0006_cancel_requests", _CANCEL_REQUESTS),
+    ("0007_visible_text", _VISIBLE_TEXT),
 )
 """Every migration, oldest first: (name, statements)."""
 
@@ -358,6 +373,7 @@ def migrate(
             written by a newer version), or a migration failed.
     """
     conn = db.conn
+    _register_functions(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
         applied = _applied(db)
@@ -389,6 +405,25 @@ def migrate(
     if done:
         logger.info("migrated %s: %s", path, ", ".join(done))
     return done
+
+
+def _register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions data migrations call."""
+
+    def visible(text: str | None, one_line: int) -> str | None:
+        return None if text is None else visible_controls(text, one_line=bool(one_line))
+
+    def visible_json(text: str | None) -> str | None:
+        if text is None:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return visible_controls(text)
+        return json.dumps(visible_tree(value), ensure_ascii=False)
+
+    conn.create_function("haloterm_visible", 2, visible, deterministic=True)
+    conn.create_function("haloterm_visible_json", 1, visible_json, deterministic=True)
 
 
 def _applied(db: Database) -> list[str]:

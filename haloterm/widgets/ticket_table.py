@@ -23,7 +23,6 @@ from textual.widgets.data_table import ColumnKey
 
 from haloterm.storage import TicketCursor, TicketQuery
 from haloterm.storage.clock import to_text
-from haloterm.textsafe import visible_controls
 from haloterm.widgets.status import status_text
 
 if TYPE_CHECKING:
@@ -327,10 +326,7 @@ class TicketTable(DataTable[Any]):
         elif closed:
             style = self.get_component_rich_style("ticket-table--closed", partial=True)
         glyph = "▲" if ticket.priority == "P1" else " "
-        # Stored titles are made safe on write; a store written before that was
-        # done is shown safely too.
-        shown = visible_controls(ticket.title, one_line=True)
-        title = Text(shown, no_wrap=True, overflow="ellipsis", end="")
+        title = Text(ticket.title, no_wrap=True, overflow="ellipsis", end="")
         title.stylize(style)
         cells = [
             Text(f"{glyph}{ticket.priority}", style=style),

@@ -117,3 +117,29 @@ def test_params_shown_as_json_carry_no_raw_c1_or_bidi_controls(tmp_path: Path) -
         assert shown.returncode == 0, shown.stderr
         assert not any(ch in shown.stdout for ch in "\x9b\x9d\x07\u202e"), args
         assert "\\u009b" in shown.stdout, args
+
+
+def test_text_stored_before_is_made_visible_when_the_store_opens(
+    tmp_path: Path,
+) -> None:
+    """A store written before text was kept visible is migrated, so no screen
+    needs a guard of its own."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with Store.open(path) as store:
+        ticket_id = store.create_ticket(title="t", actor="intake")
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "UPDATE tickets SET title = ?, fields = ? WHERE id = ?",
+            (OSC_TITLE, json.dumps({"k": CLEAR}), ticket_id),
+        )
+        conn.execute("DELETE FROM migrations WHERE name = '0007_visible_text'")
+        conn.execute("PRAGMA user_version = 6")
+    conn.close()
+    with Store.open(path) as store:
+        ticket = store.get_ticket(ticket_id)
+    assert ticket is not None
+    assert ticket.title == "T ␛]0;pwned-by-ticket␇"
+    assert ticket.fields == {"k": "␛[2J␛[H"}
