@@ -229,6 +229,10 @@ def pooled_connections(execution_id: int) -> int:
     return len(pool.conns) if pool else 0
 
 
+_CLOSERS: set[asyncio.Task[None]] = set()
+"""Tasks closing jump hosts after their connection, held until they are done."""
+
+
 async def _close_after(
     conn: asyncssh.SSHClientConnection, hops: list[asyncssh.SSHClientConnection]
 ) -> None:
@@ -520,7 +524,11 @@ class SshAction(Action):
             # Jump hosts (ProxyJump) are connected here, not by asyncssh, so their
             # keys are checked against the same known hosts, haloterm's trust file
             # included, and `haloterm hosts trust` can vouch for them.
-            for jump in await jump_hosts(target, run.paths):
+            try:
+                jumps = jump_hosts(await resolve(target, run.paths))
+            except HostResolutionError as exc:
+                raise ActionError(str(exc)) from None
+            for jump in jumps:
                 try:
                     tunnel = hops[-1] if hops else None
                     hops.append(await self._open(run, jump, tunnel=tunnel, jump=True))
@@ -534,7 +542,9 @@ class SshAction(Action):
                 opened.close()
             raise
         if hops:
-            asyncio.get_running_loop().create_task(_close_after(conn, hops))
+            closer = asyncio.get_running_loop().create_task(_close_after(conn, hops))
+            _CLOSERS.add(closer)
+            closer.add_done_callback(_CLOSERS.discard)
         return conn
 
     async def _open(

@@ -199,10 +199,13 @@ class ResolvedHost:
     key_host: str
     """The name known_hosts entries are matched against (``HostKeyAlias`` or host)."""
     config: list[str]
+    tunnel: str | None = None
+    """``ProxyJump`` from the config: ``[user@]host[:port]``, comma-separated."""
 
 
 async def resolve(target: HostTarget, paths: SshPaths) -> ResolvedHost:
-    """Apply ``~/.ssh/config`` to a target: real host name, port and key alias."""
+    """Apply ``~/.ssh/config`` to a target: real host name, port, key alias and
+    jump hosts."""
     config = paths.config_files()
     options = await asyncssh.SSHClientConnectionOptions.construct(
         config=config,
@@ -213,34 +216,34 @@ async def resolve(target: HostTarget, paths: SshPaths) -> ResolvedHost:
         agent_path=None,
     )
     alias = options.host_key_alias
-    return ResolvedHost(options.host, options.port, alias or options.host, config)
-
-
-async def jump_hosts(target: HostTarget, paths: SshPaths) -> list[HostTarget]:
-    """The jump hosts ``~/.ssh/config`` puts in front of a target (``ProxyJump``),
-    first hop first; empty when it is reached directly."""
-    options = await asyncssh.SSHClientConnectionOptions.construct(
-        config=paths.config_files(),
-        host=target.connect_host,
-        port=target.port if target.port is not None else (),
-        known_hosts=None,
-        client_keys=None,
-        agent_path=None,
+    tunnel = options.tunnel if isinstance(options.tunnel, str) else None
+    return ResolvedHost(
+        options.host, options.port, alias or options.host, config, tunnel
     )
-    spec = options.tunnel
-    if not isinstance(spec, str) or not spec or spec.lower() == "none":
+
+
+def jump_hosts(resolved: ResolvedHost) -> list[HostTarget]:
+    """The jump hosts a target's ``ProxyJump`` puts in front of it, first hop
+    first; empty when it is reached directly.
+
+    Raises:
+        HostResolutionError: a hop's port is not a number.
+    """
+    spec = resolved.tunnel
+    if not spec or spec.lower() == "none":
         return []
     hops: list[HostTarget] = []
     for hop in spec.split(","):
         user, _, rest = hop.strip().rpartition("@")
-        host, port = rest, None
+        host, port = rest, ""
         if rest.startswith("["):
             host, _, tail = rest[1:].partition("]")
-            port = int(tail[1:]) if tail.startswith(":") else None
+            port = tail.removeprefix(":")
         elif rest.count(":") == 1:
-            host, _, number = rest.partition(":")
-            port = int(number)
-        hops.append(HostTarget(host, host, port, user or None))
+            host, _, port = rest.partition(":")
+        if port and not port.isdigit():
+            raise HostResolutionError(f"ProxyJump {hop.strip()!r}: port {port!r}")
+        hops.append(HostTarget(host, host, int(port) if port else None, user or None))
     return hops
 
 
