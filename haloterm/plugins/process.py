@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from haloterm.plugins.base import OutputSink
-from haloterm.procgroups import group_members_alive
+from haloterm.procgroups import group_members_alive, signal_group
 
 logger = logging.getLogger(__name__)
 
@@ -236,14 +236,7 @@ class LocalProcess:
 
     def signal_group(self, sig: int) -> bool:
         """Send ``sig`` to the whole process group; False when the group is gone."""
-        try:
-            os.killpg(self.pgid, sig)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            logger.warning("not allowed to signal process group %d", self.pgid)
-            return False
-        return True
+        return signal_group(self.pgid, sig)
 
     def group_alive(self) -> bool:
         """Whether any process of the group still runs (zombies excluded)."""

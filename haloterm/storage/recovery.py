@@ -11,7 +11,6 @@ reused pid is never signalled.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import sqlite3
@@ -24,7 +23,11 @@ from datetime import timedelta
 from typing import Any
 
 from haloterm.models import Execution
-from haloterm.procgroups import group_members_alive, process_start_ticks
+from haloterm.procgroups import (
+    group_members_alive,
+    process_start_ticks,
+    signal_group,
+)
 from haloterm.storage.clock import to_text
 from haloterm.storage.core import Row, StoreCore
 from haloterm.storage.executions import _execution
@@ -89,7 +92,7 @@ def stop_process_groups(
         ):
             logger.info("pid %d was reused; not signalling it", proc.pid)
             continue
-        if _signal_group(proc.pgid, signal.SIGTERM):
+        if signal_group(proc.pgid, signal.SIGTERM):
             logger.warning(
                 "stopping process group %d left by step %s of execution %s",
                 proc.pgid,
@@ -110,17 +113,6 @@ def stop_process_groups(
     return [proc.pgid for proc in signalled]
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> bool:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        logger.warning("not allowed to stop process group %d", pgid)
-        return False
-    return True
-
-
 def _kill_survivors(groups: list[int], grace: float) -> None:
     """SIGKILL whichever of the groups still has a running member after ``grace``."""
     deadline = time.monotonic() + grace
@@ -129,7 +121,7 @@ def _kill_survivors(groups: list[int], grace: float) -> None:
         time.sleep(0.05)
         alive = [pgid for pgid in alive if group_members_alive(pgid)]
     for pgid in alive:
-        if _signal_group(pgid, signal.SIGKILL):
+        if signal_group(pgid, signal.SIGKILL):
             logger.warning(
                 "process group %d ignored SIGTERM for %.0f s; killed", pgid, grace
             )
