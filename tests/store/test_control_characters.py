@@ -4,13 +4,11 @@ no terminal that shows them obeys them (a title, a cleared screen, a clipboard).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from haloterm.storage import Store
 from haloterm.textsafe import visible_controls
+from tests.cli.test_cli import Cli
 from tests.store.conftest import FakeClock
 from tests.store.test_approvals import request
 
@@ -55,16 +53,7 @@ def test_visible_controls_keeps_lines_unless_asked() -> None:
 
 
 def test_the_cli_never_prints_a_stored_escape(tmp_path: Path) -> None:
-    env = {**os.environ, "HALOTERM_DB": str(tmp_path / "s.db")}
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "haloterm", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
+    cli = Cli(tmp_path)
 
     made = cli("ticket", "new", "--title", OSC_TITLE + CLEAR, "--type", "incident")
     assert made.returncode == 0, made.stderr
@@ -90,7 +79,7 @@ def test_an_approval_message_and_comment_are_stored_visible(
 def test_params_shown_as_json_carry_no_raw_c1_or_bidi_controls(tmp_path: Path) -> None:
     """JSON escapes C0 itself; C1 controls (8-bit CSI, OSC) and bidi overrides are
     written as \\u escapes too: the same data, nothing a terminal acts on."""
-    env = {**os.environ, "HALOTERM_DB": str(tmp_path / "s.db")}
+    cli = Cli(tmp_path)
     book = tmp_path / "echo.yaml"
     book.write_text(
         "name: echo-v\nparams:\n  v: {type: string, required: true}\n"
@@ -98,15 +87,6 @@ def test_params_shown_as_json_carry_no_raw_c1_or_bidi_controls(tmp_path: Path) -
         '    with: {command: "echo {{ params.v }}"}\n',
         encoding="utf-8",
     )
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "haloterm", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
 
     assert cli("import", str(book)).returncode == 0
     hostile = "v\x9b2J\x9d0;Y\x07 \u202eabc"
